@@ -1,0 +1,108 @@
+"""fsspec URL helpers: every path in rfm is a URL (``file://``, plain paths, ``gs://``, ``memory://``).
+
+Writes are atomic: data goes to a temporary sibling name first and is moved into place only when
+complete, so a killed writer never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from rfm_data.errors import Reason, QuarantineError
+
+
+def filesystem(url: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem of ``url`` and the path inside it."""
+    fs, path = url_to_fs(url, **storage_options)
+    return fs, path
+
+
+def join(url: str, *parts: str) -> str:
+    """Join URL components with ``/`` (fsspec URLs always use forward slashes)."""
+    out = url.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def protocol_of(url: str) -> str:
+    """``"gs"``, ``"memory"``, … or ``"file"`` for plain paths."""
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
+def read_bytes(url: str, max_bytes: int | None = None) -> bytes:
+    """Read a whole file; unreadable URLs raise :class:`QuarantineError` (``unreadable_url``)."""
+    try:
+        fs, path = filesystem(url)
+        size = fs.size(path)
+        if max_bytes is not None and size is not None and size > max_bytes:
+            raise QuarantineError(Reason.BAD_DIMENSIONS, f"file is {size} bytes, above the {max_bytes} limit")
+        with fs.open(path, "rb") as f:
+            data: bytes = f.read()
+    except QuarantineError:
+        raise
+    except (OSError, ValueError) as err:
+        raise QuarantineError(Reason.UNREADABLE_URL, type(err).__name__) from err
+    if not data:
+        raise QuarantineError(Reason.EMPTY_FILE, "file has no bytes")
+    return data
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return bool(fs.exists(path))
+
+
+def makedirs(url: str) -> None:
+    fs, path = filesystem(url)
+    fs.makedirs(path, exist_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_write(url: str, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open ``url`` for writing through a temporary sibling, moved into place on success only."""
+    fs, path = filesystem(url)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}" if parent else f".tmp-{uuid.uuid4().hex}"
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    with atomic_write(url) as f:
+        f.write(data)
+
+
+def write_text(url: str, text: str) -> None:
+    write_bytes(url, text.encode("utf-8"))
+
+
+def read_text(url: str) -> str:
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as f:
+        return bytes(f.read()).decode("utf-8")
+
+
+def list_files(url: str, suffixes: tuple[str, ...] = (), recursive: bool = True) -> list[str]:
+    """Sorted URLs of the files under ``url`` whose names end with one of ``suffixes`` (any if empty)."""
+    fs, path = filesystem(url)
+    found = fs.find(path) if recursive else [p for p in fs.ls(path, detail=False)]
+    proto = protocol_of(url)
+    files = sorted(p for p in found if not suffixes or p.lower().endswith(tuple(s.lower() for s in suffixes)))
+    if proto == "file":
+        return files
+    return [fs.unstrip_protocol(p) for p in files]

@@ -1,0 +1,102 @@
+"""Shard format: Parquet files of preprocessed pixels plus what training needs (report, labels, ids).
+
+Why Parquet and not WebDataset tar (measured in tools/benchmarks/bench_loader.py, see docs/benchmarks.md):
+row groups give map-style random access without an index file, per-column compression stores raw pixels
+with zstd (decoding is a memcpy-speed decompress instead of a PNG inflate), and the metadata columns are
+queryable with any Arrow tool. A shard is written to a temporary name and moved into place, so a shard
+file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import io as _io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rfm_data import io
+from rfm_data.config import Encoding
+from rfm_data.manifest import LABELS_TYPE
+
+SHARD_FORMAT_VERSION = "1"
+ROW_GROUP_SIZE = 64  # rows decoded together on random access: small enough for map-style reads
+SHARD_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("image", pa.binary()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("dtype", pa.string()),
+        ("encoding", pa.string()),
+        ("patient_id", pa.string()),
+        ("study_id", pa.string()),
+        ("view", pa.string()),
+        ("split", pa.string()),
+        ("report_findings", pa.string()),
+        ("report_impression", pa.string()),
+        ("report_text", pa.string()),
+        ("labels", LABELS_TYPE),
+    ],
+    metadata={b"rfm.shard.format_version": SHARD_FORMAT_VERSION.encode()},
+)
+SHARD_COLUMNS = SHARD_SCHEMA.names
+
+
+def shard_name(index: int) -> str:
+    return f"shards/shard-{index:05d}.parquet"
+
+
+def encode_pixels(pixels: np.ndarray, encoding: Encoding) -> bytes:
+    """uint8/uint16 ``(H, W)`` array → bytes in ``encoding``."""
+    if encoding is Encoding.RAW:
+        return np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_pixels(data: bytes, height: int, width: int, dtype: str, encoding: str) -> np.ndarray:
+    """Inverse of :func:`encode_pixels`: a ``(H, W)`` array of ``dtype``."""
+    if encoding == Encoding.RAW.value:
+        return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(height, width)
+    from PIL import Image
+
+    with Image.open(_io.BytesIO(data)) as im:
+        return np.asarray(im, dtype=dtype)
+
+
+def write_shard(url: str, rows: Sequence[dict[str, Any]], encoding: Encoding) -> None:
+    """Write shard rows (dicts with :data:`SHARD_COLUMNS`) atomically to ``url``."""
+    records = [{**r, "labels": list((r.get("labels") or {}).items())} for r in rows]
+    table = pa.Table.from_pylist(records, schema=SHARD_SCHEMA)
+    # PNG bytes do not compress further; raw pixels do, a lot (CXRs have large smooth regions).
+    image_codec = "zstd" if encoding is Encoding.RAW else "none"
+    compression = {name: ("zstd" if name != "image" else image_codec) for name in SHARD_COLUMNS}
+    with io.atomic_write(url) as f:
+        pq.write_table(table, f, compression=compression, row_group_size=ROW_GROUP_SIZE,
+                       use_dictionary=[c for c in SHARD_COLUMNS if c not in ("image", "sample_id")])
+
+
+def read_shard(url: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """The whole shard (or some ``columns``) as an Arrow table."""
+    fs, path = io.filesystem(url)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=list(columns) if columns else None)
+
+
+def shard_is_complete(url: str, expected_rows: int | None = None) -> bool:
+    """True if ``url`` is a readable shard (with ``expected_rows`` rows when given)."""
+    fs, path = io.filesystem(url)
+    if not fs.exists(path):
+        return False
+    try:
+        with fs.open(path, "rb") as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+    except Exception:  # a foreign or damaged file: rewrite it
+        return False
+    return expected_rows is None or rows == expected_rows

@@ -1,0 +1,5 @@
+import rfm_pipelines
+
+
+def test_package_is_installed_with_the_workspace_version() -> None:
+    assert rfm_pipelines.__version__ == "0.1.0"
