@@ -15,7 +15,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from rfm_data.errors import Reason, QuarantineError
+from rfm_data.errors import QuarantineError, Reason
 
 
 def filesystem(url: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -70,16 +70,60 @@ def decode_pixels(data: bytes, height: int, width: int, dtype: str, encoding: st
         return np.asarray(im, dtype=dtype)
 
 
+class ShardWriter:
+    """Streams rows into one shard, a row group at a time, so memory stays bounded by the row group.
+
+    Use as a context manager; the file appears at ``url`` only when the block exits without error.
+    """
+
+    def __init__(self, url: str, encoding: Encoding) -> None:
+        self.url = url
+        self.encoding = encoding
+        self.rows_written = 0
+        self._pending: list[dict[str, Any]] = []
+        self._ctx: Any = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> ShardWriter:
+        self._ctx = io.atomic_write(self.url)
+        sink = self._ctx.__enter__()
+        # PNG bytes do not compress further; raw pixels do, a lot (CXRs have large smooth regions).
+        image_codec = "zstd" if self.encoding is Encoding.RAW else "none"
+        compression = {name: ("zstd" if name != "image" else image_codec) for name in SHARD_COLUMNS}
+        dictionary = [c for c in SHARD_COLUMNS if c not in ("image", "sample_id")]
+        self._writer = pq.ParquetWriter(sink, SHARD_SCHEMA, compression=compression, use_dictionary=dictionary)
+        return self
+
+    @property
+    def count(self) -> int:
+        """Rows added so far (the row index the next added row will get)."""
+        return self.rows_written + len(self._pending)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Append one row (a dict with :data:`SHARD_COLUMNS`)."""
+        self._pending.append({**row, "labels": list((row.get("labels") or {}).items())})
+        if len(self._pending) >= ROW_GROUP_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending and self._writer is not None:
+            self._writer.write_table(pa.Table.from_pylist(self._pending, schema=SHARD_SCHEMA))
+            self.rows_written += len(self._pending)
+            self._pending = []
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self._flush()
+        if self._writer is not None:
+            self._writer.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
 def write_shard(url: str, rows: Sequence[dict[str, Any]], encoding: Encoding) -> None:
     """Write shard rows (dicts with :data:`SHARD_COLUMNS`) atomically to ``url``."""
-    records = [{**r, "labels": list((r.get("labels") or {}).items())} for r in rows]
-    table = pa.Table.from_pylist(records, schema=SHARD_SCHEMA)
-    # PNG bytes do not compress further; raw pixels do, a lot (CXRs have large smooth regions).
-    image_codec = "zstd" if encoding is Encoding.RAW else "none"
-    compression = {name: ("zstd" if name != "image" else image_codec) for name in SHARD_COLUMNS}
-    with io.atomic_write(url) as f:
-        pq.write_table(table, f, compression=compression, row_group_size=ROW_GROUP_SIZE,
-                       use_dictionary=[c for c in SHARD_COLUMNS if c not in ("image", "sample_id")])
+    with ShardWriter(url, encoding) as writer:
+        for row in rows:
+            writer.add(row)
 
 
 def read_shard(url: str, columns: Sequence[str] | None = None) -> pa.Table:

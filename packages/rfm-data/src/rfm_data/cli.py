@@ -1,0 +1,139 @@
+"""``rfm-data``: ``ingest SOURCE DEST_URL`` and ``inspect URL``. Parsing only; the work is in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from enum import Enum
+from typing import Any
+
+from rfm_data.config import (
+    BurnedInPolicy,
+    DeidConfig,
+    DicomConfig,
+    Encoding,
+    FramePolicy,
+    IngestConfig,
+    PixelDtype,
+    PreprocessConfig,
+    ResizeMode,
+    VoiMode,
+)
+from rfm_data.errors import ConfigError
+
+
+def _choices(enum: type[Enum]) -> list[str]:
+    return [e.value for e in enum]
+
+
+def _ingest_parser(sub: Any) -> None:
+    p = sub.add_parser("ingest", help="read a dataset into de-identified shards plus a manifest")
+    p.add_argument("source", help="dataset root / table URL, or 'sample' for the bundled sample")
+    p.add_argument("dest", help="output dataset URL (path, gs://bucket/prefix, ...); reruns resume")
+    p.add_argument("--dataset", help="adapter name (default: guessed from SOURCE); see `rfm-data datasets`")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
+    p.add_argument("--long-side", type=int, default=256, help="stored long side in pixels (default 256)")
+    p.add_argument("--resize", choices=_choices(ResizeMode), default=ResizeMode.KEEP_ASPECT.value)
+    p.add_argument("--dtype", choices=_choices(PixelDtype), default=PixelDtype.UINT8.value)
+    p.add_argument("--encoding", choices=_choices(Encoding), default=Encoding.RAW.value)
+    p.add_argument("--shard-size", type=int, default=1024, help="images per shard (default 1024)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    p.add_argument("--voi", choices=_choices(VoiMode), default=VoiMode.AUTO.value,
+                   help="DICOM VOI: auto = the file's VOI LUT or window (standard), else min-max")
+    p.add_argument("--frame", choices=_choices(FramePolicy), default=FramePolicy.FIRST.value)
+    p.add_argument("--burned-in", choices=_choices(BurnedInPolicy), default=BurnedInPolicy.QUARANTINE.value)
+    p.add_argument("--deid-key-env", default="RFM_DEID_KEY",
+                   help="environment variable holding the pseudonymisation key (default RFM_DEID_KEY)")
+    p.add_argument("--require-report", action="store_true", help="quarantine images without a usable report")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _config(args: argparse.Namespace) -> IngestConfig:
+    return IngestConfig(
+        shard_size=args.shard_size,
+        workers=args.workers,
+        require_report=args.require_report,
+        dicom=DicomConfig(voi=VoiMode(args.voi), frame=FramePolicy(args.frame)),
+        deid=DeidConfig(key_env=args.deid_key_env, burned_in=BurnedInPolicy(args.burned_in)),
+        preprocess=PreprocessConfig(long_side=args.long_side, resize=ResizeMode(args.resize),
+                                    dtype=PixelDtype(args.dtype), encoding=Encoding(args.encoding)),
+    )
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {pair!r} must look like KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from rfm_data.ingest import ingest
+    from rfm_data.summary import render
+
+    result = ingest(args.source, args.dest, _config(args), dataset=args.dataset,
+                    adapter_options=_options(args.option), progress=not args.no_progress)
+    print(render(result.summary, title=f"{result.dataset} → {result.dest}"))
+    resumed = f", {result.resumed_shards} shard(s) resumed" if result.resumed_shards else ""
+    print(f"{len(result.shards)} shard(s), {result.seconds:.1f} s, {result.images_per_second:.1f} images/s{resumed}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from rfm_data import io
+    from rfm_data.ingest import MANIFEST_NAME
+    from rfm_data.manifest import schema_markdown
+    from rfm_data.summary import render, summarise_manifest
+
+    if args.schema:
+        print(schema_markdown())
+        return 0
+    url = args.url if args.url.endswith(".parquet") else io.join(args.url, MANIFEST_NAME)
+    summary = summarise_manifest(url)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else render(summary, title=args.url))
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from rfm_data.adapters import list_datasets
+
+    print("\n".join(list_datasets()))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rfm-data", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every quarantined input")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _ingest_parser(sub)
+    p = sub.add_parser("inspect", help="counts by status, reason, view, label and split")
+    p.add_argument("url", nargs="?", default="", help="dataset URL (or its manifest.parquet)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--schema", action="store_true", help="print the manifest schema and exit")
+    sub.add_parser("datasets", help="list the dataset adapters")
+    return parser
+
+
+_COMMANDS = {"ingest": _cmd_ingest, "inspect": _cmd_inspect, "datasets": _cmd_datasets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as err:
+        print(f"rfm-data: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"rfm-data: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
