@@ -11,9 +11,9 @@ import os
 # gcsfs probes for hierarchical-namespace buckets on first use; against the emulator that probe stalls for
 # ~48 s per call. The flag is read when gcsfs is imported, so it must be set before any test module (or
 # plugin) imports gcsfs -- i.e. here, at conftest import time, not inside a fixture.
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
-import shutil
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -67,11 +67,23 @@ def _free_loopback_port() -> int:
         return port
 
 
-def _emulator_executable() -> str | None:
-    # Prefer the script beside the running interpreter: PATH may not include the venv's bin/ when
-    # pytest is launched as ``.venv/bin/python -m pytest``.
-    beside = Path(sys.executable).parent / "gcp-storage-emulator"
-    return str(beside) if beside.exists() else shutil.which("gcp-storage-emulator")
+def _emulator_command(port: int) -> list[str] | None:
+    """The emulator's own ``start`` command line, run through our launcher (it adds ``objects.move``)."""
+    if importlib.util.find_spec("gcp_storage_emulator") is None:
+        return None
+    launcher = REPO_ROOT / "tests" / "support" / "gcs_emulator_server.py"
+    return [
+        sys.executable,
+        str(launcher),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--in-memory",
+        "--default-bucket",
+        EMULATOR_BUCKET,
+    ]
 
 
 def _wait_until_answering(endpoint: str, bucket: str, proc: subprocess.Popen[bytes]) -> None:
@@ -106,15 +118,13 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
 
     Session-scoped: under pytest-xdist each worker gets its own emulator on its own port.
     """
-    exe = _emulator_executable()
-    if exe is None:
+    port = _free_loopback_port()
+    cmd = _emulator_command(port)
+    if cmd is None:
         pytest.skip("gcp-storage-emulator is not installed (it is in the workspace dev extra)")
     import fsspec
 
-    port = _free_loopback_port()
     endpoint = f"http://127.0.0.1:{port}"
-    cmd = [exe, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory",
-           "--default-bucket", EMULATOR_BUCKET]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     saved_env = os.environ.get("STORAGE_EMULATOR_HOST")
     saved_conf = fsspec.config.conf.get("gcs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from typing import Any
 
 import pytest
 
@@ -13,18 +14,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def prefix(gcs_emulator: object) -> str:
+def prefix(gcs_emulator: Any) -> str:
     # A fresh prefix per test: the emulator lives for the whole session and is shared by its tests.
-    bucket_url: str = gcs_emulator.bucket_url  # type: ignore[attr-defined]
-    return io.join(bucket_url, f"t-{uuid.uuid4().hex[:8]}")
+    return io.join(gcs_emulator.bucket_url, f"t-{uuid.uuid4().hex[:8]}")
 
 
-def test_emulator_is_loopback_and_configured(gcs_emulator: object) -> None:
+def test_emulator_is_loopback_and_configured(gcs_emulator: Any) -> None:
     endpoint = os.environ["STORAGE_EMULATOR_HOST"]
     assert endpoint.startswith("http://127.0.0.1:")
-    assert endpoint == gcs_emulator.endpoint  # type: ignore[attr-defined]
+    assert endpoint == gcs_emulator.endpoint
     assert os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] == "false"
-    assert gcs_emulator.bucket_url == "gs://rfm-test"  # type: ignore[attr-defined]
+    assert gcs_emulator.bucket_url == "gs://rfm-test"
 
 
 def test_write_then_read_bytes_round_trips(prefix: str) -> None:
@@ -46,9 +46,14 @@ def test_list_files_filters_suffixes_and_returns_gs_urls(prefix: str) -> None:
 
 def test_atomic_write_leaves_nothing_when_the_writer_fails(prefix: str) -> None:
     url = io.join(prefix, "partial.bin")
-    with pytest.raises(RuntimeError, match="writer died"), io.atomic_write(url) as f:
-        f.write(b"half of it")
-        raise RuntimeError("writer died")
+
+    def write_then_die() -> None:
+        with io.atomic_write(url) as f:
+            f.write(b"half of it")
+            raise RuntimeError("writer died")
+
+    with pytest.raises(RuntimeError, match="writer died"):
+        write_then_die()
     assert not io.exists(url)
     assert io.list_files(prefix) == []
 

@@ -101,6 +101,8 @@ def process_item(item: SourceItem, options: ReadOptions, cfg: IngestConfig) -> I
     """Read, decode, de-identify, check and preprocess one item. Never raises for bad input."""
     row = _base_row(item)
     try:
+        if item.error:  # the adapter found the record itself unusable (e.g. a malformed table row)
+            raise QuarantineError(Reason(item.error), item.error_detail)
         flags = _check_report(item, cfg)
         image = _decode(item, options, row)
     except QuarantineError as err:

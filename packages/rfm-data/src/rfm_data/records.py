@@ -71,7 +71,9 @@ class SourceItem:
 
     ``uri`` points at one image file (or a directory for a DICOM series). Adapters fill what their layout
     knows; readers add what the file knows. ``report_error`` lets an adapter pass on a report problem (a
-    quarantine reason value) without raising, so the item is still accounted for.
+    quarantine reason value) without raising, so the item is still accounted for. ``error`` does the same
+    for a row that is unusable as a whole (e.g. ``invalid_record``: a label cell that is not 1/0/-1/blank,
+    or a row with more or fewer cells than the table's header); ``error_detail`` says why, without PHI.
     """
 
     sample_id: str
@@ -85,3 +87,5 @@ class SourceItem:
     report: Report | None = None
     labels: dict[str, int] = field(default_factory=dict)
     report_error: str = ""
+    error: str = ""
+    error_detail: str = ""
