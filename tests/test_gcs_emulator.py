@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def prefix(gcs_emulator: Any) -> str:
     # A fresh prefix per test: the emulator lives for the whole session and is shared by its tests.
-    return io.join(gcs_emulator.bucket_url, f"t-{uuid.uuid4().hex[:8]}")
+    url: str = io.join(gcs_emulator.bucket_url, f"t-{uuid.uuid4().hex[:8]}")
+    return url
 
 
 def test_emulator_is_loopback_and_configured(gcs_emulator: Any) -> None:

@@ -26,9 +26,10 @@ import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
-    PYDICOM_IMPLEMENTATION_UID,
     RLELossless,
     generate_uid,
 )
@@ -116,11 +117,21 @@ def copy_png(shared: Path, dataset: str, row: dict[str, str], out: Path) -> Entr
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, out / rel)
     return Entry(
-        row={"path": rel, "sample_id": row["image_id"], "patient_id": row["patient_id"],
-             "study_id": row["study_id"], "view": row["view"], "split": row["split"],
-             "labels": row["labels"], "report": row["report"]},
-        source=dataset, original=row["original_filename"], licence=row["license"],
-        reference=reference_of(row), change=png_change(dataset),
+        row={
+            "path": rel,
+            "sample_id": row["image_id"],
+            "patient_id": row["patient_id"],
+            "study_id": row["study_id"],
+            "view": row["view"],
+            "split": row["split"],
+            "labels": row["labels"],
+            "report": row["report"],
+        },
+        source=dataset,
+        original=row["original_filename"],
+        licence=row["license"],
+        reference=reference_of(row),
+        change=png_change(dataset),
     )
 
 
@@ -131,7 +142,7 @@ def reference_of(row: dict[str, str]) -> str:
 
 def png_change(dataset: str) -> str:
     if dataset == KERMANY:
-        return "converted to 8-bit grayscale PNG (224x224, as in the development copy); pixels unchanged since"
+        return "converted from a 224x224 RGB JPEG to 8-bit grayscale PNG"
     return "converted to 8-bit grayscale PNG, downsampled to long side <= 256 px (Lanczos)"
 
 
@@ -209,24 +220,30 @@ def build_rle(img: np.ndarray, ds: Dataset) -> None:
 
 DICOM_KINDS: tuple[DicomKind, ...] = (
     DicomKind("mono2_8bit", "CR", "MONOCHROME2, 8-bit, uncompressed", build_mono2_8bit),
-    DicomKind("mono1_12bit_window", "DX", "MONOCHROME1 (inverted stored values), 12-bit, window centre/width",
-              build_mono1_12bit_window),
-    DicomKind("rescale_16bit", "DX", "MONOCHROME2, 16-bit, RescaleSlope 0.5 / RescaleIntercept -1024",
-              build_rescale_16bit),
+    DicomKind(
+        "mono1_12bit_window",
+        "DX",
+        "MONOCHROME1 (inverted stored values), 12-bit, window centre/width",
+        build_mono1_12bit_window,
+    ),
+    DicomKind(
+        "rescale_16bit", "DX", "MONOCHROME2, 16-bit, RescaleSlope 0.5 / RescaleIntercept -1024", build_rescale_16bit
+    ),
     DicomKind("voi_lut_12bit", "CR", "MONOCHROME2, 12-bit, VOI LUT Sequence (table)", build_voi_lut_12bit),
     DicomKind("jpeg2000_lossless", "DX", "MONOCHROME2, 12-bit, JPEG 2000 lossless", build_jpeg2000_lossless),
     DicomKind("rle_16bit", "CR", "MONOCHROME2, 16-bit, RLE lossless", build_rle),
 )
 
 
-def uid(*parts: str) -> str:
-    return str(generate_uid(entropy_srcs=[UID_PREFIX_SEED, *parts]))
+def uid(*parts: str) -> UID:
+    # Derived from names, not random: rebuilding the sample gives byte-identical files.
+    return generate_uid(entropy_srcs=[UID_PREFIX_SEED, *parts])
 
 
 def base_dataset(kind: DicomKind, index: int) -> Dataset:
     """Header of a synthetic study: identifiers are made up and say so; the pixels are the real image's."""
     patient = f"SAMPLE-KERMANY{index:02d}"
-    sop_class = CR_STORAGE if kind.modality == "CR" else DX_FOR_PRESENTATION
+    sop_class = UID(CR_STORAGE if kind.modality == "CR" else DX_FOR_PRESENTATION)
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class
@@ -269,12 +286,21 @@ def write_dicom(shared: Path, row: dict[str, str], kind: DicomKind, index: int, 
     (out / rel).parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(out / rel, enforce_file_format=True)
     return Entry(
-        row={"path": rel, "sample_id": f"dicom_{kind.name}", "patient_id": ds.PatientID,
-             "study_id": f"{ds.PatientID}:s1", "view": "AP", "split": row["split"],
-             "labels": row["labels"], "report": ""},
-        source=KERMANY, original=row["original_filename"], licence=row["license"],
-        reference=reference_of(row), change=f"converted to DICOM by the rfm project: {kind.describe}; "
-                                            "synthetic patient/study identifiers",
+        row={
+            "path": rel,
+            "sample_id": f"dicom_{kind.name}",
+            "patient_id": ds.PatientID,
+            "study_id": f"{ds.PatientID}:s1",
+            "view": "AP",
+            "split": row["split"],
+            "labels": row["labels"],
+            "report": "",
+        },
+        source=KERMANY,
+        original=row["original_filename"],
+        licence=row["license"],
+        reference=reference_of(row),
+        change=f"converted to DICOM by the rfm project: {kind.describe}; synthetic patient/study identifiers",
     )
 
 
@@ -288,21 +314,28 @@ def write_broken(out: Path, truncate_from: Entry) -> list[Entry]:
     (out / "broken/truncated.dcm").write_bytes(whole[: len(whole) // 2])
     (out / "broken/not_an_image.png").write_bytes(b"This is not a PNG image: a deliberately broken rfm sample.\n")
     return [
-        broken_entry("broken/truncated.dcm", truncate_from,
-                     f"first half of {truncate_from.row['path']} (deliberately truncated)"),
+        broken_entry(
+            "broken/truncated.dcm", truncate_from, f"first half of {truncate_from.row['path']} (deliberately truncated)"
+        ),
         broken_entry("broken/not_an_image.png", None, "a few bytes of text with a .png name (written by rfm)"),
     ]
 
 
 def broken_entry(rel: str, derived_from: Entry | None, change: str) -> Entry:
     name = rel.split("/")[-1].split(".")[0]
-    row = {"path": rel, "sample_id": f"broken_{name}", "patient_id": f"SAMPLE-BROKEN-{name.upper()}",
-           "study_id": f"SAMPLE-BROKEN-{name.upper()}:s1", "view": "AP", "split": "train", "labels": "",
-           "report": ""}
+    row = {
+        "path": rel,
+        "sample_id": f"broken_{name}",
+        "patient_id": f"SAMPLE-BROKEN-{name.upper()}",
+        "study_id": f"SAMPLE-BROKEN-{name.upper()}:s1",
+        "view": "AP",
+        "split": "train",
+        "labels": "",
+        "report": "",
+    }
     if derived_from is None:
         return Entry(row, "", "", "CC0 1.0 (rfm project)", "", change)
-    return Entry(row, derived_from.source, derived_from.original, derived_from.licence, derived_from.reference,
-                 change)
+    return Entry(row, derived_from.source, derived_from.original, derived_from.licence, derived_from.reference, change)
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -316,9 +349,14 @@ def write_metadata(out: Path, entries: Sequence[Entry]) -> None:
 
 
 def write_attribution(out: Path, entries: Sequence[Entry], template: Path) -> None:
-    lines = [template.read_text(encoding="utf-8").rstrip(), "", "## Files", "",
-             "| file | source | original file | licence | reference | changes |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        template.read_text(encoding="utf-8").rstrip(),
+        "",
+        "## Files",
+        "",
+        "| file | source | original file | licence | reference | changes |",
+        "|---|---|---|---|---|---|",
+    ]
     for e in entries:
         cells = (e.row["path"], e.source or "-", e.original or "-", e.licence, e.reference or "-", e.change)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -336,8 +374,9 @@ def build(shared: Path, out: Path) -> list[Entry]:
     kermany_png, kermany_dicom = pick_kermany(read_rows(shared / KERMANY / "metadata.csv"))
     entries = [copy_png(shared, KERMANY, r, out) for r in kermany_png]
     entries += [copy_png(shared, COVID, r, out) for r in pick_covid(read_rows(shared / COVID / "metadata.csv"))]
-    dicoms = [write_dicom(shared, r, k, i + 1, out) for i, (r, k) in enumerate(zip(kermany_dicom, DICOM_KINDS,
-                                                                                      strict=True))]
+    dicoms = [
+        write_dicom(shared, r, k, i + 1, out) for i, (r, k) in enumerate(zip(kermany_dicom, DICOM_KINDS, strict=True))
+    ]
     entries += dicoms + write_broken(out, dicoms[0])
     write_metadata(out, entries)
     write_attribution(out, entries, Path(__file__).with_name("sample_attribution_header.md"))

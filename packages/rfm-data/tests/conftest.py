@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -317,7 +318,9 @@ def make_dicom(dicom_base_image: np.ndarray) -> Callable[..., bytes]:
     """
 
     def make(**options: Any) -> bytes:
-        return build_dicom(dicom_base_image, **options)
+        with warnings.catch_warnings():  # tests write deliberately odd values (lower-case CS, huge Rows)
+            warnings.simplefilter("ignore")
+            return build_dicom(dicom_base_image, **options)
 
     return make
 
@@ -332,3 +335,49 @@ def deid_key() -> bytes:
 def read_options(deid_key: bytes) -> ReadOptions:
     """Default reader options with the test key; change fields with ``dataclasses.replace``."""
     return ReadOptions(pseudonymize=Pseudonymizer(deid_key))
+
+
+# ------------------------------------------------------------------------------------------- CT series
+ORIENTATIONS: dict[str, tuple[float, ...]] = {
+    "axial": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    "oblique": (1.0, 0.0, 0.0, 0.0, float(np.cos(0.3)), float(np.sin(0.3))),  # tilted 0.3 rad about x
+}
+
+
+def build_ct_series(count: int = 5, spacing: float = 2.5, orientation: str | tuple[float, ...] = "axial",
+                    seed: int = 0) -> list[bytes]:
+    """See the ``make_ct_series`` fixture."""
+    ct = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    orientation = ORIENTATIONS[orientation] if isinstance(orientation, str) else orientation
+    row, col = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+    normal, origin = np.cross(row, col), np.asarray(ct.ImagePositionPatient, float)
+    stored = ct.pixel_array
+    files = []
+    for k in range(count):
+        ds = ct.copy()
+        ds.PixelData = np.roll(stored, 7 * k, axis=0).tobytes()  # slice k is identifiable by its roll
+        ds.ImageOrientationPatient = [float(v) for v in orientation]
+        ds.ImagePositionPatient = [float(v) for v in origin + k * spacing * normal]
+        ds.SliceThickness = 5.0  # deliberately not the spacing: readers must use the positions
+        ds.InstanceNumber = k + 1
+        ds.SOPInstanceUID = _uid(800, k)
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        files.append(buf.getvalue())
+    order = np.random.default_rng(seed).permutation(count)
+    return [files[i] for i in order]
+
+
+@pytest.fixture
+def make_ct_series() -> Callable[..., list[bytes]]:
+    """Factory of a real CT series: ``make_ct_series(count=5, spacing=2.5, orientation="axial", seed=0)``.
+
+    Every slice is pydicom's bundled CT_small.dcm (real HU data, RescaleIntercept -1024, 128x128, PixelSpacing
+    0.661468) with its pixels rolled down by 7*k rows for slice k, ImagePositionPatient = original + k*spacing
+    along the slice normal, SliceThickness 5.0 (never the spacing) and its own SOPInstanceUID. The list is
+    shuffled with ``seed``. ``orientation`` is ``"axial"``, ``"oblique"`` (tilted 0.3 rad about x) or six
+    direction cosines.
+    """
+    return build_ct_series
+

@@ -62,6 +62,7 @@ class DicomConfig:
     frame: FramePolicy = FramePolicy.FIRST
     max_pixels: int = 80_000_000  # refuse larger images before allocating (rows * cols * frames)
     max_side: int = 16_384
+    max_voxels: int = 512 * 512 * 2048  # volumes (NIfTI, DICOM series): ~2 GiB as float32
 
 
 @dataclass

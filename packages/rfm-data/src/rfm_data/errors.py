@@ -26,6 +26,9 @@ class Reason(str, Enum):
     CORRUPT_IMAGE = "corrupt_image"
     BURNED_IN_ANNOTATION = "burned_in_annotation"
     NOT_2D = "not_2d"
+    MIXED_SERIES = "mixed_series"  # slices of a DICOM series disagree on series UID or orientation
+    MISSING_GEOMETRY = "missing_geometry"  # a slice lacks ImagePositionPatient / ImageOrientationPatient
+    INCONSISTENT_SLICES = "inconsistent_slices"  # slice sizes/spacings differ, duplicate or uneven positions
     EMPTY_REPORT = "empty_report"
     MISSING_REPORT = "missing_report"
     NON_UTF8_REPORT = "non_utf8_report"

@@ -59,7 +59,7 @@ Item: TypeAlias = dict[str, Any]
 ItemTransform: TypeAlias = Callable[[Item], Item]
 
 DATASET_JSON = "dataset.json"
-_SCALE = {"uint8": np.float32(1 / 255), "uint16": np.float32(1 / 65535)}
+_FULL_SCALE = {"uint8": np.float32(255), "uint16": np.float32(65535)}  # dividing rounds exactly
 _META_COLUMNS = [c for c in SHARD_COLUMNS if c != "image"]
 
 __all__ = ["DATASET_JSON", "ShardDataset", "ShardIndex", "ShardInfo", "ShardLoader", "StreamingShardDataset",
@@ -181,12 +181,12 @@ class _Block:
     def item(self, row: int) -> Item:
         m = self.meta
         dtype = m["dtype"][row]
-        if dtype not in _SCALE:
+        if dtype not in _FULL_SCALE:
             raise ConfigError(f"unsupported pixel dtype {dtype!r} in a shard (rfm-data writes uint8 / uint16)")
         pixels = decode_pixels(self.images[row].as_py(), m["height"][row], m["width"][row], dtype,
                                m["encoding"][row])
         image = pixels.astype(np.float32)
-        image *= _SCALE[dtype]
+        image /= _FULL_SCALE[dtype]
         findings, impression = m["report_findings"][row] or "", m["report_impression"][row] or ""
         return {
             "image": torch.from_numpy(image)[None],
@@ -220,6 +220,15 @@ class _RowGroupReader:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._reset()
+
+    def close(self) -> None:
+        """Close the files this process opened (a later read re-opens them)."""
+        if self._pid == os.getpid():  # a forked child must not close what its parent still uses
+            for handle, pf in self._files.values():
+                pf.close()
+                if handle is not None:
+                    handle.close()
         self._reset()
 
     def _file(self, shard: int) -> pq.ParquetFile:
@@ -306,6 +315,10 @@ class ShardDataset(Dataset[Item]):
     def set_epoch(self, epoch: int) -> None:
         """Change the augmentation draws (call once per epoch)."""
         self.epoch = epoch
+
+    def close(self) -> None:
+        """Close open shard files and drop cached row groups (reads re-open them)."""
+        self._reader.close()
 
     def __getitem__(self, i: int) -> Item:
         n = len(self)
@@ -495,13 +508,16 @@ class StreamingShardDataset(IterableDataset[Item]):
             yield _finish(item, self.transform, mix_seed(self.seed, self.epoch, piece.start + k))
 
     def _stream(self, start: int, stop: int, skip: int) -> Iterator[Item]:
-        for window in self._windows(self._pieces(start, stop)):
-            size = sum(p.hi - p.lo for p in window)
-            if skip >= size:
-                skip -= size
-                continue
-            yield from self._emit(window, skip)
-            skip = 0
+        try:
+            for window in self._windows(self._pieces(start, stop)):
+                size = sum(p.hi - p.lo for p in window)
+                if skip >= size:
+                    skip -= size
+                    continue
+                yield from self._emit(window, skip)
+                skip = 0
+        finally:  # remote handles hold connections and prefetch tasks: release them with the stream
+            self._reader.close()
 
     def _worker_plan(self, workers: int, consumed: int) -> tuple[list[tuple[int, int]], list[int], int]:
         """Slices of the rank's stream per logical worker, samples already consumed in each, next worker."""

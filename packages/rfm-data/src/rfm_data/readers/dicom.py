@@ -2,8 +2,9 @@
 
 Order of work, chosen so that bad files cost little and never crash ingestion:
 
-1. Parse the header with pydicom (pixel bytes stay raw, nothing is decoded) and check the element structure
-   for truncation ourselves, because pydicom silently accepts cut files.
+1. Parse the header with pydicom up to Pixel Data (``stop_before_pixels``: the pixel bytes are never copied,
+   the decoder later reads its frame straight from the file's buffer) and check the element structure for
+   truncation ourselves, because pydicom silently accepts cut files.
 2. Refuse before allocating: dimensions, frames, bit depth, burned-in annotation, transfer syntax and codec.
 3. Decode only the frame that is needed, then apply the grayscale pipeline of PS3.3 C.11: Modality LUT
    (rescale), VOI (LUT, window or a stretch), then MONOCHROME1 inversion. Colour images become luminance.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import struct
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -27,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom import config as pydicom_config
 from pydicom import dcmread, uid
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import Decoder, get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
+from pydicom.pixels.utils import as_pixel_options
 
 from rfm_data.config import BurnedInPolicy, DicomConfig, FramePolicy, VoiMode
 from rfm_data.errors import QuarantineError, Reason
@@ -127,18 +129,6 @@ def _skip_elements(buf: bytes, pos: int, enc: _Encoding, nested: bool) -> int:
     return pos
 
 
-def _is_truncated(data: bytes, enc: _Encoding | None, has_preamble: bool) -> bool:
-    """True when an element's declared length runs past the end of ``data`` (pydicom reads such files)."""
-    try:
-        start = _meta_end(data) if has_preamble else 0
-        _skip_elements(data, start, enc or _EXPLICIT_LE, nested=False)
-    except _TruncatedError:
-        return True
-    except RecursionError:  # absurdly deep nesting: not truncated, but not ours to walk either
-        return False
-    return False
-
-
 def _meta_end(data: bytes) -> int:
     """Offset of the dataset after the file meta group (always explicit VR little endian)."""
     pos = 132
@@ -150,26 +140,79 @@ def _meta_end(data: bytes) -> int:
     return pos
 
 
+def _is_truncated(data: bytes, start: int, enc: _Encoding) -> bool:
+    """True when an element's declared length runs past the end of ``data`` (pydicom reads such files)."""
+    try:
+        _skip_elements(data, start, enc, nested=False)
+    except _TruncatedError:
+        return True
+    except RecursionError:  # absurdly deep nesting: not truncated, but not ours to walk either
+        return False
+    return False
+
+
 # ---------------------------------------------------------------------------------------------- header
-def _parse(data: bytes) -> Dataset:
-    """Parse the whole dataset without decoding pixels; NOT_DICOM / TRUNCATED / DECODE_ERROR otherwise."""
+@dataclass(frozen=True)
+class _PixelData:
+    """The PixelData value; native data is a view into the file's bytes, decoded in place without a copy."""
+
+    value: memoryview | bytes
+    encapsulated: bool
+
+
+def _pixel_element(data: bytes, pos: int, enc: _Encoding) -> _PixelData | None:
+    """The PixelData element starting at ``pos`` (where pydicom's header parse stopped), if it is one."""
+    try:
+        tag, length, value_pos = _element_header(data, pos, enc)
+        if tag != _PIXEL_DATA:  # end of file, or Float/Double Float Pixel Data (not supported)
+            return None
+        if length == _UNDEFINED:  # encapsulated: fragments up to the sequence delimiter (8 bytes)
+            # pydicom's frame parser needs bytes here; compressed data is small next to its decoding.
+            return _PixelData(data[value_pos : _skip_items(data, value_pos, enc) - 8], True)
+    except _TruncatedError:
+        return None
+    return _PixelData(memoryview(data)[value_pos : value_pos + length], False)
+
+
+def _read_header(data: bytes, has_preamble: bool) -> tuple[Dataset, int]:
+    """Header up to (not including) PixelData, and the offset where PixelData starts."""
+    fp = io.BytesIO(data)
+    with _quiet_pydicom():
+        ds = dcmread(fp, force=not has_preamble, stop_before_pixels=True)
+    return ds, fp.tell()
+
+
+def _inflated(data: bytes) -> tuple[Dataset, _PixelData | None]:
+    # Deflated datasets are inflated by pydicom into a new buffer: offsets into ``data`` mean nothing.
+    with _quiet_pydicom():
+        ds = dcmread(io.BytesIO(data))
+    if _PIXEL_DATA not in ds:
+        return ds, None
+    return ds, _PixelData(ds.PixelData, bool(ds["PixelData"].is_undefined_length))
+
+
+def _parse(data: bytes) -> tuple[Dataset, _PixelData | None]:
+    """Parse the header without touching pixels; NOT_DICOM / TRUNCATED / DECODE_ERROR otherwise."""
     has_preamble = data[128:132] == b"DICM"
     if not has_preamble and data[:2] not in _BARE_STARTS:
         raise QuarantineError(Reason.NOT_DICOM, "no DICM prefix and no DICOM dataset at offset 0")
     try:
-        with _quiet_pydicom():
-            ds = dcmread(io.BytesIO(data), force=not has_preamble)
+        start = _meta_end(data) if has_preamble else 0
+        ds, stop = _read_header(data, has_preamble)
     except InvalidDicomError:
         raise QuarantineError(Reason.NOT_DICOM, "pydicom does not recognise the file") from None
     except Exception as err:  # pydicom raises many types on corrupt input; all mean "unparseable"
-        reason = Reason.TRUNCATED if _is_truncated(data, None, has_preamble) else Reason.DECODE_ERROR
+        reason = Reason.TRUNCATED if isinstance(err, _TruncatedError) or _is_truncated(
+            data, 0, _EXPLICIT_LE) else Reason.DECODE_ERROR
         raise QuarantineError(reason, f"header parse failed ({type(err).__name__})") from None
-    if len(ds) == 0:
-        raise QuarantineError(Reason.NOT_DICOM, "no data elements could be parsed")
-    syntax = _declared_syntax(ds)
-    if syntax != uid.DeflatedExplicitVRLittleEndian and _is_truncated(data, _encoding_of(ds), has_preamble):
+    if _declared_syntax(ds) == uid.DeflatedExplicitVRLittleEndian:
+        return _inflated(data)
+    enc = _actual_encoding(data, start, _encoding_of(ds) or _EXPLICIT_LE)
+    if _is_truncated(data, start, enc):
         raise QuarantineError(Reason.TRUNCATED, "an element runs past the end of the file")
-    return ds
+    if len(ds) == 0:  # checked after truncation: pydicom drops every element when pixel data is cut short
+        raise QuarantineError(Reason.NOT_DICOM, "no data elements could be parsed")
+    return ds, _pixel_element(data, stop, enc)
 
 
 def _declared_syntax(ds: Dataset) -> uid.UID | None:
@@ -207,8 +250,6 @@ class _Geometry:
 
 def _geometry(ds: Dataset, cfg: DicomConfig) -> _Geometry:
     """Validate the pixel module against the limits before any pixel buffer is allocated."""
-    if _PIXEL_DATA not in ds:
-        raise QuarantineError(Reason.MISSING_PIXEL_DATA, "the dataset has no PixelData element")
     with _quiet_pydicom():
         geom = _Geometry(_int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "NumberOfFrames", 1),
                          _int(ds, "SamplesPerPixel", 1), _int(ds, "BitsAllocated"))
@@ -230,26 +271,17 @@ def _burned_in(ds: Dataset, policy: BurnedInPolicy) -> bool:
     return flagged
 
 
-def _pixel_data_encapsulated(ds: Dataset) -> bool:
-    elem = ds.get_item(_PIXEL_DATA)
-    if isinstance(elem, RawDataElement):
-        return elem.length == _UNDEFINED
-    return bool(elem.is_undefined_length)
-
-
-def _syntax(ds: Dataset) -> uid.UID:
+def _syntax(ds: Dataset, pixels: _PixelData) -> uid.UID:
     """The transfer syntax, inferred from the parsed encoding for native pixels when the meta lacks it."""
     syntax = _declared_syntax(ds)
-    if syntax is None:
-        enc = _encoding_of(ds)
-        if enc is None or _pixel_data_encapsulated(ds):
-            raise QuarantineError(Reason.UNSUPPORTED_SYNTAX, "no transfer syntax and compressed pixel data")
-        syntax = uid.ImplicitVRLittleEndian if enc.implicit else (
-            uid.ExplicitVRLittleEndian if enc.little else uid.ExplicitVRBigEndian)
-        if not hasattr(ds, "file_meta"):
-            ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = syntax  # pydicom's decoders read it from there
-    return syntax
+    if syntax is not None:
+        return syntax
+    enc = _encoding_of(ds)
+    if enc is None or pixels.encapsulated:
+        raise QuarantineError(Reason.UNSUPPORTED_SYNTAX, "no transfer syntax and compressed pixel data")
+    if enc.implicit:
+        return uid.ImplicitVRLittleEndian
+    return uid.ExplicitVRLittleEndian if enc.little else uid.ExplicitVRBigEndian
 
 
 def _decoder(syntax: uid.UID) -> Decoder:
@@ -263,18 +295,16 @@ def _decoder(syntax: uid.UID) -> Decoder:
     return decoder
 
 
-def _check_native_length(ds: Dataset, geom: _Geometry, syntax: uid.UID) -> None:
+def _check_native_length(ds: Dataset, geom: _Geometry, pixels: _PixelData, syntax: uid.UID) -> None:
     """Native pixel data shorter than rows*cols*frames*samples*bits says: the file lost its tail."""
-    if syntax.is_encapsulated or _pixel_data_encapsulated(ds):
+    if syntax.is_encapsulated or pixels.encapsulated:
         return  # encapsulated frames carry their own lengths; the codec reports a short frame
-    pixels = geom.rows * geom.cols * geom.frames * geom.samples
+    count = geom.rows * geom.cols * geom.frames * geom.samples
     if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
-        pixels = pixels * 2 // 3  # native 4:2:2 stores two chroma samples per two pixels
-    expected = math.ceil(pixels * geom.bits_allocated / 8)
-    with _quiet_pydicom():
-        actual = len(ds.PixelData)
-    if actual < expected:
-        raise QuarantineError(Reason.TRUNCATED, f"pixel data has {actual} of {expected} bytes")
+        count = count * 2 // 3  # native 4:2:2 stores two chroma samples per two pixels
+    expected = math.ceil(count * geom.bits_allocated / 8)
+    if len(pixels.value) < expected:
+        raise QuarantineError(Reason.TRUNCATED, f"pixel data has {len(pixels.value)} of {expected} bytes")
 
 
 def _frame_index(frames: int, policy: FramePolicy) -> int:
@@ -286,10 +316,12 @@ def _frame_index(frames: int, policy: FramePolicy) -> int:
     return index
 
 
-def _decode(decoder: Decoder, ds: Dataset, index: int) -> np.ndarray:
+def _decode(decoder: Decoder, ds: Dataset, pixels: _PixelData, syntax: uid.UID, index: int) -> np.ndarray:
+    """Decode one frame straight from the file's bytes (pydicom reads only that frame's data)."""
     try:
         with _quiet_pydicom():
-            arr, _ = decoder.as_array(ds, index=index)  # as_rgb (YBR → RGB) is the default
+            options = as_pixel_options(ds, transfer_syntax_uid=syntax, pixel_keyword="PixelData")
+            arr, _ = decoder.as_array(pixels.value, index=index, **options)  # as_rgb (YBR → RGB) by default
     except Exception as err:  # codec plugins raise arbitrary types; each one is a per-file decode failure
         raise QuarantineError(Reason.DECODE_ERROR, f"pixel decoding failed ({type(err).__name__})") from None
     return arr
@@ -410,8 +442,12 @@ def _voi_lut(values: np.ndarray, ds: Dataset) -> np.ndarray | None:
     if lut is None or not 1 <= bits <= 16:
         return None
     lut *= np.float32(1.0 / (2**bits - 1))
-    index = np.clip(np.rint(values), first, first + lut.size - 1) - first
-    out: np.ndarray = np.clip(lut[index.astype(np.intp)], 0.0, 1.0)
+    np.clip(lut, 0.0, 1.0, out=lut)
+    # In place on our own float32 copy, then uint16 indices (a LUT has <= 2**16 entries): no 8-byte
+    # temporaries per pixel. Adding 0.5 before the truncating cast rounds to the nearest entry.
+    np.clip(values, first, first + lut.size - 1, out=values)
+    values -= np.float32(first - 0.5)
+    out: np.ndarray = np.take(lut, values.astype(np.uint16), mode="clip")
     return out
 
 
@@ -467,6 +503,16 @@ def _text(ds: Dataset, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+_CODE_STRING = re.compile(r"[A-Z0-9 _]{1,16}")
+
+
+def _code(ds: Dataset, keyword: str) -> str:
+    """A Code String (CS) attribute, upper-cased; anything that is not a valid CS value is dropped, so a
+    site that types free text (possibly PHI) into ViewPosition or BodyPartExamined leaks nothing."""
+    value = _text(ds, keyword).upper()
+    return value if _CODE_STRING.fullmatch(value) else ""
+
+
 def _spacing(ds: Dataset) -> tuple[float, float] | None:
     """(row, column) spacing in mm from PixelSpacing, else ImagerPixelSpacing (projection radiographs)."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
@@ -484,15 +530,15 @@ def _meta(ds: Dataset, geom: _Geometry, syntax: uid.UID, options: ReadOptions, b
     pseudo = options.pseudonymize
     with _quiet_pydicom():
         return ImageMeta(
-            modality=_text(ds, "Modality").upper(),
-            view=_text(ds, "ViewPosition").upper(),
-            body_part=_text(ds, "BodyPartExamined").upper(),
+            modality=_code(ds, "Modality"),
+            view=_code(ds, "ViewPosition"),
+            body_part=_code(ds, "BodyPartExamined"),
             pixel_spacing=_spacing(ds),
             patient_id=pseudo("patient", _text(ds, "PatientID")),
             study_id=pseudo("study", _text(ds, "StudyInstanceUID")),
             series_id=pseudo("series", _text(ds, "SeriesInstanceUID")),
             instance_id=pseudo("instance", _text(ds, "SOPInstanceUID")),
-            photometric=_text(ds, "PhotometricInterpretation").upper(),
+            photometric=_code(ds, "PhotometricInterpretation"),
             bits_stored=_bits_stored(ds, geom),
             frames=geom.frames,
             orig_height=geom.rows,
@@ -511,6 +557,52 @@ def _bits_stored(ds: Dataset, geom: _Geometry) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- reader
+@dataclass(frozen=True)
+class DicomFile:
+    """A parsed and checked DICOM file whose pixels are not decoded yet (shared with the series reader).
+
+    ``dataset`` holds the whole header, PHI included: it must not leave rfm_data's readers.
+    """
+
+    dataset: Dataset
+    pixels: _PixelData
+    geometry: _Geometry
+    syntax: uid.UID
+    decoder: Decoder
+    burned_in: bool
+
+    def decode(self, index: int) -> np.ndarray:
+        """Stored values of frame ``index`` (colour converted to RGB)."""
+        return _decode(self.decoder, self.dataset, self.pixels, self.syntax, index)
+
+
+def open_dicom(data: bytes, options: ReadOptions) -> DicomFile:
+    """Parse and run every check that needs no pixel decoding (see :func:`read_dicom` for the reasons)."""
+    ds, pixels = _parse(data)
+    if pixels is None:
+        raise QuarantineError(Reason.MISSING_PIXEL_DATA, "the dataset has no PixelData element")
+    geom = _geometry(ds, options.dicom)
+    burned_in = _burned_in(ds, options.burned_in)
+    syntax = _syntax(ds, pixels)
+    decoder = _decoder(syntax)
+    _check_native_length(ds, geom, pixels, syntax)
+    return DicomFile(ds, pixels, geom, syntax, decoder, burned_in)
+
+
+def modality_values(dcm: DicomFile, index: int = 0) -> np.ndarray:
+    """Decode frame ``index`` of a grayscale file into modality units (e.g. HU), float32 ``(H, W)``."""
+    if dcm.geometry.samples != 1:
+        raise QuarantineError(Reason.BAD_DIMENSIONS, "colour pixels where grayscale values are needed")
+    arr = dcm.decode(index)
+    with _quiet_pydicom():
+        return _modality(arr, dcm.dataset)
+
+
+def image_meta(dcm: DicomFile, options: ReadOptions) -> ImageMeta:
+    """The de-identified allow-list of ``dcm``'s attributes."""
+    return _meta(dcm.dataset, dcm.geometry, dcm.syntax, options, dcm.burned_in)
+
+
 @readers.register("dicom")
 def read_dicom(data: bytes, source: str, options: ReadOptions) -> Image2D:
     """Decode one DICOM file into a display-ready grayscale image.
@@ -528,12 +620,11 @@ def read_dicom(data: bytes, source: str, options: ReadOptions) -> Image2D:
         QuarantineError: ``NOT_DICOM``, ``TRUNCATED``, ``MISSING_PIXEL_DATA``, ``BAD_DIMENSIONS``,
             ``BURNED_IN_ANNOTATION``, ``UNSUPPORTED_SYNTAX``, ``CODEC_MISSING``, ``NOT_2D`` or ``DECODE_ERROR``.
     """
-    ds = _parse(data)
-    geom = _geometry(ds, options.dicom)
-    burned_in = _burned_in(ds, options.burned_in)
-    syntax = _syntax(ds)
-    decoder = _decoder(syntax)
-    _check_native_length(ds, geom, syntax)
-    arr = _decode(decoder, ds, _frame_index(geom.frames, options.dicom.frame))
-    meta = _meta(ds, geom, syntax, options, burned_in)
-    return Image2D(pixels=_display(arr, ds, geom, meta.bits_stored, options.dicom.voi), meta=meta)
+    dcm = open_dicom(data, options)
+    arr = dcm.decode(_frame_index(dcm.geometry.frames, options.dicom.frame))
+    meta = image_meta(dcm, options)
+    pixels = _display(arr, dcm.dataset, dcm.geometry, meta.bits_stored, options.dicom.voi)
+    return Image2D(pixels=pixels, meta=meta)
+
+
+__all__ = ["CODECS_HINT", "DicomFile", "image_meta", "modality_values", "open_dicom", "read_dicom"]

@@ -198,7 +198,11 @@ def strip_phi(ds: Dataset, *, uid_key: bytes | None = None, remove_private: bool
     if remove_private:
         ds.remove_private_tags()
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile"
+    ds.DeidentificationMethod = "PS3.15 E Basic Profile (rfm-data)"
+    code = Dataset()  # PS3.16 CID 7050: DCM 113100 is the Basic Application Confidentiality Profile
+    code.CodeValue, code.CodingSchemeDesignator = "113100", "DCM"
+    code.CodeMeaning = "Basic Application Confidentiality Profile"
+    ds.DeidentificationMethodCodeSequence = Sequence([code])
     return ds
 
 
