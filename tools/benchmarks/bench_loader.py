@@ -48,11 +48,15 @@ BATCH = 64
 
 @dataclass
 class Result:
+    """One variant. Rates are images per CPU-second of the (single-threaded) process, i.e. per core: on a
+    shared machine that excludes time spent waiting for a core; wall-clock rates are kept beside them."""
+
     name: str
     storage: str
-    images_per_s: float  # median over rounds
+    images_per_s: float  # median over rounds, per CPU-second
     best_images_per_s: float
-    ratio_vs_baseline: float
+    wall_images_per_s: float  # median over rounds, per wall-clock second
+    ratio_vs_baseline: float  # of the medians, vs (d) 8-bit PNG folder
     bytes_per_image: float
 
 
@@ -64,11 +68,11 @@ def _sources(n: int) -> list[dict[str, Any]]:
         with open(DATA / name / "metadata.csv", newline="") as f:
             records = list(csv.DictReader(f))[: n // 2 + (n % 2) * (1 - k)]
         for r in records:
-            with Image.open(DATA / name / r["image_path"]) as im:
-                im = im.convert("L")
-                scale = 256 / max(im.size)
-                im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BILINEAR)
-                pixels = np.asarray(im)
+            with Image.open(DATA / name / r["image_path"]) as src:
+                gray = src.convert("L")
+            scale = 256 / max(gray.size)
+            size = (round(gray.width * scale), round(gray.height * scale))
+            pixels = np.asarray(gray.resize(size, Image.Resampling.BILINEAR))
             rows.append({"sample_id": r["image_id"], "pixels": pixels, "patient_id": r["patient_id"],
                          "study_id": r["study_id"], "view": r["view"], "split": r["split"],
                          "report_text": r["report"], "labels": {"pneumonia": int(r["label_pneumonia"] or 0)}})
@@ -106,7 +110,8 @@ def _rewrite_lz4(src: str, dst: str) -> None:
     for path in sorted(Path(src, "shards").glob("*.parquet")):
         table = pq.read_table(path)
         codecs = {c: ("lz4" if c == "image" else "zstd") for c in table.column_names}
-        pq.write_table(table, Path(dst, "shards", path.name), compression=codecs, row_group_size=ROW_GROUP_SIZE)
+        pq.write_table(table, Path(dst, "shards", path.name), compression=codecs,
+                       row_group_size=ROW_GROUP_SIZE)
     Path(dst, "dataset.json").write_text(Path(src, "dataset.json").read_text())
 
 
@@ -118,8 +123,8 @@ def _write_tars(root: Path, rows: list[dict[str, Any]]) -> None:
     for i in range(0, len(rows), SHARD_SIZE):
         with tarfile.open(root / f"shard-{i // SHARD_SIZE:05d}.tar", "w") as tar:
             for r in rows[i:i + SHARD_SIZE]:
-                meta = {k: v for k, v in r.items() if k not in ("pixels",)}
-                for ext, data in (("png", encode_pixels(r["pixels"], Encoding.PNG)), ("json", json.dumps(meta).encode())):
+                meta = json.dumps({k: v for k, v in r.items() if k != "pixels"}).encode()
+                for ext, data in (("png", encode_pixels(r["pixels"], Encoding.PNG)), ("json", meta)):
                     info = tarfile.TarInfo(f"{r['sample_id']}.{ext}")
                     info.size = len(data)
                     tar.addfile(info, pyio.BytesIO(data))
@@ -127,13 +132,14 @@ def _write_tars(root: Path, rows: list[dict[str, Any]]) -> None:
 
 def _write_fullsize(root: Path, rows: list[dict[str, Any]], bits: int) -> None:
     """Upsample to 2,500 px long side and add mild noise (sigma 1.5 grey levels of 8 bits) so PNG sizes are
-    like real exports (~2.5 MB 8-bit, ~7 MB 16-bit) rather than those of a smooth, perfectly compressible image."""
+    like real exports (~2.5 MB 8-bit, ~7 MB 16-bit), not those of a smooth, perfectly compressible image."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for r in rows:
         im = Image.fromarray(r["pixels"]).convert("F")
         scale = BIG_SIDE / max(im.size)
-        big = np.asarray(im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC))
+        size = (round(im.width * scale), round(im.height * scale))
+        big = np.asarray(im.resize(size, Image.Resampling.BICUBIC))
         noisy = big + rng.normal(0.0, 1.5, big.shape)
         arr = (np.clip(noisy, 0, 255).astype(np.uint8) if bits == 8
                else np.clip(noisy * 16, 0, 4095).astype(np.uint16))
@@ -168,7 +174,8 @@ def build(workdir: Path, n: int, n_baseline: int) -> dict[str, Path]:
 def _item(pixels: np.ndarray, meta: dict[str, Any], scale: float) -> dict[str, Any]:
     image = torch.from_numpy(pixels.astype(np.float32) * np.float32(scale))[None]
     return {"image": image, "report": meta.get("report_text", ""), "labels": meta.get("labels", {}),
-            "sample_id": meta["sample_id"], "patient_id": meta.get("patient_id", ""), "view": meta.get("view", "")}
+            "sample_id": meta["sample_id"], "patient_id": meta.get("patient_id", ""),
+            "view": meta.get("view", "")}
 
 
 class TarPngDataset(IterableDataset[dict[str, Any]]):
@@ -186,7 +193,7 @@ class TarPngDataset(IterableDataset[dict[str, Any]]):
                 pending: dict[str, bytes] = {}
                 for member in tar:
                     data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                    key, ext = member.name.rsplit(".", 1)
+                    ext = member.name.rsplit(".", 1)[1]
                     pending[ext] = data
                     if "png" in pending and "json" in pending:
                         with Image.open(pyio.BytesIO(pending["png"])) as im:
@@ -247,9 +254,10 @@ def variants(paths: dict[str, Path], size: int) -> list[Variant]:
     n, n_big = len(decode_ds), len(png8)
     per = {k: _dir_bytes(paths[k], (".parquet", ".tar", ".png")) for k in paths}
     return [
-        ("(a) shards, raw (zstd)", "Parquet, 256 px uint8, raw + zstd", streaming("shards_raw"), n, per["shards_raw"] / n),
-        ("(a') shards, raw (lz4)", "Parquet, 256 px uint8, raw + LZ4 image column", streaming("shards_raw_lz4"), n,
-         per["shards_raw_lz4"] / n),
+        ("(a) shards, raw (zstd)", "Parquet, 256 px uint8, raw + zstd", streaming("shards_raw"), n,
+         per["shards_raw"] / n),
+        ("(a') shards, raw (lz4)", "Parquet, 256 px uint8, raw + LZ4 image column",
+         streaming("shards_raw_lz4"), n, per["shards_raw_lz4"] / n),
         ("(a) + batch-level aug", "as (a); augment the collated batch (main process)",
          lambda: ShardLoader(batch_ds, batch_size=BATCH, batch_transform=cxr_train_transform(size)), n,
          per["shards_raw"] / n),
@@ -275,29 +283,33 @@ def _one_pass(make: Callable[[], Iterable[Any]]) -> int:
     return count
 
 
-def _measure(make: Callable[[], Iterable[Any]], min_seconds: float) -> float:
-    """Images/s over whole passes repeated until ``min_seconds`` have elapsed."""
-    images, start = 0, time.perf_counter()
+def _measure(make: Callable[[], Iterable[Any]], min_seconds: float) -> tuple[float, float]:
+    """(images per CPU-second, images per wall second) over whole passes, for ``min_seconds`` of CPU."""
+    images, cpu0, wall0 = 0, time.process_time(), time.perf_counter()
     while True:
         images += _one_pass(make)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return images / elapsed
+        cpu = time.process_time() - cpu0
+        if cpu >= min_seconds:
+            return images / cpu, images / (time.perf_counter() - wall0)
 
 
 def run_speed(paths: dict[str, Path], size: int, rounds: int, min_seconds: float) -> list[Result]:
     runs = variants(paths, size)
     for _, _, make, _, _ in runs:  # warm-up: page cache, lazy imports, allocator
         _one_pass(make)
-    rates: dict[str, list[float]] = {name: [] for name, *_ in runs}
+    cpu: dict[str, list[float]] = {name: [] for name, *_ in runs}
+    wall: dict[str, list[float]] = {name: [] for name, *_ in runs}
     for r in range(rounds):
         order = runs[r % len(runs):] + runs[: r % len(runs)]  # rotate so no variant always runs first
         for name, _, make, _, _ in order:
-            rates[name].append(_measure(make, min_seconds))
-            print(f"  round {r + 1}/{rounds} {name}: {rates[name][-1]:,.0f} images/s", flush=True)
-    baseline = float(np.median(rates[runs[-2][0]]))
-    return [Result(name, storage, float(np.median(rates[name])), max(rates[name]),
-                   float(np.median(rates[name])) / baseline, per_image)
+            per_cpu, per_wall = _measure(make, min_seconds)
+            cpu[name].append(per_cpu)
+            wall[name].append(per_wall)
+            print(f"  round {r + 1}/{rounds} {name}: {per_cpu:,.0f} images/CPU-s ({per_wall:,.0f}/s wall)",
+                  flush=True)
+    baseline = float(np.median(cpu[runs[-2][0]]))
+    return [Result(name, storage, float(np.median(cpu[name])), max(cpu[name]), float(np.median(wall[name])),
+                   float(np.median(cpu[name])) / baseline, per_image)
             for name, storage, _, _, per_image in runs]
 
 
@@ -334,15 +346,17 @@ def report(results: list[Result], memory: dict[str, Any], meta: dict[str, Any], 
 
     table = Table(title=f"Loader throughput, one core, {meta['size']} px + cxr_train_transform "
                         f"(median of {meta['rounds']} rounds)")
-    for col in ("variant", "storage", "images/s/core", "best", "x vs (d)", "KB/image"):
+    for col in ("variant", "storage", "images/s/core", "best", "wall images/s", "x vs (d)", "KB/image"):
         table.add_column(col, justify="left" if col in ("variant", "storage") else "right")
     for r in results:
         table.add_row(r.name, r.storage, f"{r.images_per_s:,.0f}", f"{r.best_images_per_s:,.0f}",
-                      f"{r.ratio_vs_baseline:.1f}", f"{r.bytes_per_image / 1000:,.0f}")
+                      f"{r.wall_images_per_s:,.0f}", f"{r.ratio_vs_baseline:.1f}",
+                      f"{r.bytes_per_image / 1000:,.0f}")
     console = Console()
     console.print(table)
-    console.print(f"peak RSS streaming {memory['1x']['images']} images: {memory['1x']['peak_rss_mib']:.0f} MiB; "
-                  f"{memory['4x']['images']} images: {memory['4x']['peak_rss_mib']:.0f} MiB "
+    one, four = memory["1x"], memory["4x"]
+    console.print(f"peak RSS streaming {one['images']} images: {one['peak_rss_mib']:.0f} MiB; "
+                  f"{four['images']} images: {four['peak_rss_mib']:.0f} MiB "
                   f"(x{memory['peak_ratio_4x_vs_1x']:.2f})")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results], "memory": memory},
@@ -411,9 +425,11 @@ def main(argv: list[str] | None = None) -> int:
         results = run_speed(paths, args.size, args.rounds, args.min_seconds)
         memory = run_memory(paths, args.size, args.buffer_size)
     meta = {"command": " ".join(["python", "tools/benchmarks/bench_loader.py", *(argv or sys.argv[1:])]),
-            "size": args.size, "rounds": args.rounds, "images": args.images, "baseline_images": args.baseline_images,
-            "batch_size": BATCH, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "load_average_before_after": [load_before[0], os.getloadavg()[0]], "python": platform.python_version(),
+            "size": args.size, "rounds": args.rounds, "images": args.images,
+            "baseline_images": args.baseline_images, "batch_size": BATCH,
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load_average_before_after": [load_before[0], os.getloadavg()[0]],
+            "python": platform.python_version(),
             "torch": torch.__version__, "pyarrow": __import__("pyarrow").__version__}
     report(results, memory, meta, args.out)
     return 0

@@ -1,8 +1,11 @@
-"""Tests of rfm_data.loader over shards written with ``write_shard`` from real CXRs of the development data."""
+"""Tests of rfm_data.loader over shards written with ``write_shard`` from real CXRs of the development data.
+
+The tests need no GPU and no network; the DDP and GCS ones run subprocesses (torchrun, the GCS emulator)."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import pickle
 import shutil
@@ -57,7 +60,8 @@ def _real_rows(shared_data: Path) -> list[dict[str, Any]]:
                          "study_id": r["study_id"], "view": r["view"], "split": r["split"],
                          "report_text": r["report"], "report_findings": section["findings"],
                          "report_impression": section["impression"],
-                         "labels": {"covid": int(r["label_covid19"] or 0), "pneumonia": int(r["label_pneumonia"] or 0)}})
+                         "labels": {"covid": int(r["label_covid19"] or 0),
+                                    "pneumonia": int(r["label_pneumonia"] or 0)}})
     order = np.random.default_rng(0).permutation(len(rows))
     return [rows[i] for i in order]
 
@@ -69,9 +73,9 @@ def _write_dataset(url: str, rows: list[dict[str, Any]], encoding: Encoding = En
         chunk = []
         for r in rows[start:start + size]:
             pixels = r["pixels"] if bits == 8 else r["pixels"].astype(np.uint16) * 257
-            chunk.append({**{c: v for c, v in r.items() if c != "pixels"}, "image": encode_pixels(pixels, encoding),
-                          "height": pixels.shape[0], "width": pixels.shape[1], "dtype": str(pixels.dtype),
-                          "encoding": encoding.value})
+            chunk.append({**{c: v for c, v in r.items() if c != "pixels"},
+                          "image": encode_pixels(pixels, encoding), "height": pixels.shape[0],
+                          "width": pixels.shape[1], "dtype": str(pixels.dtype), "encoding": encoding.value})
         write_shard(f"{url}/{shard_name(k)}", chunk, encoding)
         entries.append({"name": shard_name(k), "rows": len(chunk)})
         start += size
@@ -118,7 +122,7 @@ def test_shards_listed_from_dataset_json_else_globbed(dataset: str, tmp_path: Pa
     copy = tmp_path / "noindex"
     shutil.copytree(dataset, copy)
     (copy / "dataset.json").unlink()
-    (copy / "shards" / ".tmp-deadbeef-shard-00003.parquet").write_bytes(b"partial")  # a killed writer's leftover
+    (copy / "shards" / ".tmp-deadbeef-shard-00003.parquet").write_bytes(b"partial")  # a killed writer left it
     globbed = list_shards(str(copy))
     assert [s.name for s in globbed] == [s.name for s in listed] and all(s.rows is None for s in globbed)
     assert build_index(str(copy)).total == sum(SHARD_SIZES)
@@ -130,7 +134,7 @@ def test_dataset_json_row_mismatch_and_empty_dataset_are_config_errors(dataset: 
     meta = json.loads((copy / "dataset.json").read_text())
     meta["shards"][1]["rows"] += 1
     (copy / "dataset.json").write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match="dataset.json says 91"):
+    with pytest.raises(ConfigError, match=r"dataset\.json says 91"):
         build_index(str(copy))
     with pytest.raises(ConfigError, match="no shards at"):
         list_shards(str(tmp_path / "empty"))
@@ -148,7 +152,8 @@ def test_items_carry_exact_pixels_and_metadata(dataset: str, by_id: dict[str, di
         image = item["image"]
         assert image.dtype == torch.float32 and image.shape == (1, *src["pixels"].shape)
         np.testing.assert_array_equal(image[0].numpy(), src["pixels"].astype(np.float32) / np.float32(255))
-        assert item["labels"] == src["labels"] and item["split"] == src["split"] and item["view"] == src["view"]
+        assert item["labels"] == src["labels"] and item["split"] == src["split"]
+        assert item["view"] == src["view"]
         assert item["patient_id"] == src["patient_id"] and item["study_id"] == src["study_id"]
         assert item["findings"] == src["report_findings"] and item["impression"] == src["report_impression"]
         if src["report_findings"]:
@@ -193,8 +198,9 @@ def test_pickled_dataset_has_no_open_files_and_loads_in_workers(dataset: str) ->
 def test_png_and_uint16_shards_decode_like_raw_uint8(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
     subset = rows[:70]
     urls = {}
-    for name, encoding, bits in (("raw8", Encoding.RAW, 8), ("png8", Encoding.PNG, 8), ("raw16", Encoding.RAW, 16),
-                                 ("png16", Encoding.PNG, 16)):
+    variants = (("raw8", Encoding.RAW, 8), ("png8", Encoding.PNG, 8), ("raw16", Encoding.RAW, 16),
+                ("png16", Encoding.PNG, 16))
+    for name, encoding, bits in variants:
         urls[name] = str(tmp_path / name)
         _write_dataset(urls[name], subset, encoding, sizes=(70,), bits=bits)
     reference = ShardDataset(urls["raw8"])
@@ -263,7 +269,7 @@ def test_set_epoch_reshuffles_deterministically(dataset: str, rows: list[dict[st
     # epoch would be 3 runs of one shard each.
     shard_of = {r["sample_id"]: k for k in range(len(SHARD_SIZES))
                 for r in rows[sum(SHARD_SIZES[:k]):sum(SHARD_SIZES[:k + 1])]}
-    runs = [sum(1 for a, b in zip(e, e[1:], strict=False) if shard_of[a] != shard_of[b]) + 1
+    runs = [sum(1 for a, b in itertools.pairwise(e) if shard_of[a] != shard_of[b]) + 1
             for e in (e0, e1, order(2), order(3))]
     assert max(runs) > len(SHARD_SIZES)
 
@@ -334,7 +340,8 @@ def test_resume_with_other_worker_count_is_refused(dataset: str) -> None:
         if batch_index == 1:
             state = loader.state_dict()
             break
-    other = ShardLoader(StreamingShardDataset(dataset, _square(), buffer_size=40), batch_size=16, num_workers=3)
+    other_ds = StreamingShardDataset(dataset, _square(), buffer_size=40)
+    other = ShardLoader(other_ds, batch_size=16, num_workers=3)
     assert state is not None
     other.load_state_dict(state)
     with pytest.raises(ConfigError, match="num_workers=2"):
@@ -404,7 +411,8 @@ dist.destroy_process_group()
 def test_ddp_ranks_from_torchrun_partition_the_epoch(dataset: str, tmp_path: Path) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script), dataset]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
+           dataset]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     results = [json.loads(line[4:]) for line in done.stdout.splitlines() if line.startswith("IDS ")]

@@ -78,7 +78,8 @@ def test_resize_long_side_keeps_aspect_and_matches_pil(cxr: torch.Tensor) -> Non
     assert out.shape[-2:] == (128, round(w * 128 / h)) and max(out.shape[-2:]) == 128
     assert Resize((100, 90))(cxr).shape == (1, 100, 90)
     # Independent reference: PIL's bilinear resize is antialiased too.
-    pil = Image.fromarray(cxr[0].numpy(), "F").resize((out.shape[-1], out.shape[-2]), Image.Resampling.BILINEAR)
+    pil = Image.fromarray(cxr[0].numpy(), "F").resize((out.shape[-1], out.shape[-2]),
+                                                      Image.Resampling.BILINEAR)
     assert float((out[0] - torch.from_numpy(np.asarray(pil))).abs().mean()) < 0.01
 
 
@@ -89,8 +90,9 @@ def test_square_pad_and_center_crop_are_exact(cxr: torch.Tensor) -> None:
     assert padded.shape == (1, h, h)
     torch.testing.assert_close(padded[..., left:left + w], cxr, rtol=0, atol=0)
     assert float(padded[..., :left].abs().max()) == 0 and float(padded[..., left + w:].abs().max()) == 0
-    torch.testing.assert_close(CenterCrop((100, 80))(cxr), cxr[..., (h - 100) // 2:(h - 100) // 2 + 100,
-                                                               (w - 80) // 2:(w - 80) // 2 + 80], rtol=0, atol=0)
+    top, left = (h - 100) // 2, (w - 80) // 2
+    cropped = CenterCrop((100, 80))(cxr)
+    torch.testing.assert_close(cropped, cxr[..., top:top + 100, left:left + 80], rtol=0, atol=0)
 
 
 def test_fused_pad_and_crop_equal_the_exact_path(cxr: torch.Tensor) -> None:
@@ -125,19 +127,20 @@ def test_rotation_by_90_is_rot90(cxr: torch.Tensor) -> None:
 def test_no_horizontal_flip_unless_asked(cxr: torch.Tensor) -> None:
     for seed in range(10):
         torch.testing.assert_close(RandomAffine(degrees=0, seed=seed)(cxr), cxr, rtol=0, atol=1e-6)
-    torch.testing.assert_close(RandomAffine(degrees=0, flip_prob=1.0)(cxr), cxr.flip(-1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(RandomAffine(degrees=0, flip_prob=1.0)(cxr), cxr.flip(-1), rtol=0, atol=1e-5)
 
 
 def test_train_transform_preserves_laterality(cxr: torch.Tensor) -> None:
-    """A bright side marker on the image's left stays on the left under the training augmentation."""
+    """A side marker drawn on the image's left stays on the left under the training augmentation."""
     marked = cxr.clone()
     h, w = marked.shape[-2:]
     marked[..., h // 2 - 6:h // 2 + 6, int(0.12 * w):int(0.12 * w) + 12] = 1.0
     transform = cxr_train_transform(size=112, normalize=False, brightness=0.0, contrast=0.0, gamma=(1.0, 1.0))
     for seed in range(20):
+        plain = transform.set_random_state(seed)({"image": cxr})["image"][0]
         out = transform.set_random_state(seed)({"image": marked})["image"][0]
-        column = int(torch.nonzero(out > 0.99)[:, 1].float().mean()) if (out > 0.99).any() else -1
-        assert 0 <= column < 112 // 2
+        where = torch.nonzero((out - plain).abs() > 0.05)[:, 1]  # columns where the marker landed
+        assert len(where) > 20 and float(where.float().mean()) < 112 * 0.4
 
 
 def test_random_resized_crop_stays_inside_and_in_scale(cxr: torch.Tensor) -> None:
@@ -146,7 +149,7 @@ def test_random_resized_crop_stays_inside_and_in_scale(cxr: torch.Tensor) -> Non
     matrices, out = rrc.plan(200, size)  # type: ignore[arg-type]
     assert out == (64, 64)
     sx, sy, tx, ty = matrices[:, 0, 0], matrices[:, 1, 1], matrices[:, 0, 2], matrices[:, 1, 2]
-    assert np.all(np.abs(tx) + sx <= 1 + 1e-9) and np.all(np.abs(ty) + sy <= 1 + 1e-9)  # window inside the image
+    assert np.all(np.abs(tx) + sx <= 1 + 1e-9) and np.all(np.abs(ty) + sy <= 1 + 1e-9)  # window inside
     assert np.all(sx * sy <= 0.9 + 1e-9) and np.all(sx * sy >= 0.4)  # area (clipping only shrinks it)
     square = CenterCrop(120)(cxr)
     torch.testing.assert_close(RandomResizedCrop(120, scale=(1, 1), ratio=(1, 1))(square), square,
@@ -186,12 +189,13 @@ def test_normalize_scalar_and_per_channel(cxr: torch.Tensor) -> None:
 
 
 # -------------------------------------------------------------------------------------------- dicts
-def test_dict_wrappers_apply_one_draw_to_image_and_mask(cxr_and_mask: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_dict_wrappers_apply_one_draw_to_image_and_mask(cxr_and_mask: tuple[torch.Tensor, torch.Tensor],
+                                                        ) -> None:
     image, mask = cxr_and_mask
+    keys, modes = ["image", "mask"], ["bilinear", "nearest"]
     item = {"image": mask.clone(), "mask": mask, "report": "kept as is"}
-    steps = Compose([SquarePadd(["image", "mask"]),
-                     RandomResizedCropd(["image", "mask"], 128, mode=["bilinear", "nearest"], seed=1),
-                     RandomAffined(["image", "mask"], degrees=15, translate=0.1, mode=["bilinear", "nearest"], seed=2)])
+    steps = Compose([SquarePadd(keys), RandomResizedCropd(keys, 128, mode=modes, seed=1),
+                     RandomAffined(keys, degrees=15, translate=0.1, mode=modes, seed=2)])
     assert len(steps.stages) == 1  # three geometric dict transforms, one resample
     out = steps(item)
     assert out["report"] == "kept as is" and out["mask"].shape == (1, 128, 128)
@@ -230,9 +234,13 @@ def test_train_transform_item_batch_and_determinism(cxr: torch.Tensor) -> None:
     assert transform({"image": batch})["image"].shape == (3, 1, 224, 224)
 
 
+def _two_random() -> Compose:
+    return Compose([RandomAffine(10), RandomIntensity()])
+
+
 def test_shared_generator(cxr: torch.Tensor) -> None:
-    a = Compose([RandomAffine(10), RandomIntensity()]).set_random_state(generator=torch.Generator().manual_seed(9))
-    b = Compose([RandomAffine(10), RandomIntensity()]).set_random_state(generator=torch.Generator().manual_seed(9))
+    a = _two_random().set_random_state(generator=torch.Generator().manual_seed(9))
+    b = _two_random().set_random_state(generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(a(cxr), b(cxr), rtol=0, atol=0)
     shared = torch.Generator().manual_seed(1)
     first = RandomAffine(10).set_random_state(generator=shared)

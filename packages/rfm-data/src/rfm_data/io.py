@@ -65,10 +65,19 @@ def makedirs(url: str) -> None:
     fs.makedirs(path, exist_ok=True)
 
 
+# Object stores publish an object only when its upload completes, so writing to the final name is atomic
+# there; a temporary name would cost a server-side copy per write.
+_OBJECT_STORES = {"gs", "gcs", "s3", "s3a", "az", "abfs", "abfss"}
+
+
 @contextlib.contextmanager
 def atomic_write(url: str, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open ``url`` for writing through a temporary sibling, moved into place on success only."""
+    """Open ``url`` for writing; the file appears complete, or not at all (also on error or ``kill -9``)."""
     fs, path = filesystem(url)
+    if protocol_of(url) in _OBJECT_STORES:
+        with _object_upload(fs, path, mode) as f:
+            yield f
+        return
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
@@ -80,6 +89,23 @@ def atomic_write(url: str, mode: str = "wb") -> Iterator[IO[Any]]:
     finally:
         if fs.exists(tmp):
             fs.rm(tmp)
+
+
+@contextlib.contextmanager
+def _object_upload(fs: fsspec.AbstractFileSystem, path: str, mode: str) -> Iterator[IO[Any]]:
+    f = fs.open(path, mode)
+    try:
+        yield f
+    except BaseException:
+        # Closing would commit the partial upload: abandon it, and mark the file closed so that neither
+        # close() nor the finaliser uploads the buffered bytes (fsspec buffered files upload on close).
+        discard = getattr(f, "discard", None)
+        if discard is not None:
+            discard()
+        with contextlib.suppress(AttributeError):
+            f.closed = True
+        raise
+    f.close()
 
 
 def write_bytes(url: str, data: bytes) -> None:

@@ -89,10 +89,11 @@ def list_shards(url: str) -> list[ShardInfo]:
     shard_dir = io.join(url, "shards")
     files = io.list_files(shard_dir, (".parquet",), recursive=False) if io.exists(shard_dir) else []
     # Atomic writes leave ".tmp-*" siblings only while a writer runs (or after it was killed): never data.
-    names = sorted(f"shards/{f.rsplit('/', 1)[-1]}" for f in files if not f.rsplit("/", 1)[-1].startswith("."))
+    basenames = [f.rsplit("/", 1)[-1] for f in files]
+    names = sorted(f"shards/{name}" for name in basenames if not name.startswith("."))
     if not names:
-        raise ConfigError(f"no shards at {url}: expected {meta_url} or {shard_dir}/*.parquet (rfm-data ingest "
-                          "writes them)")
+        raise ConfigError(f"no shards at {url}: expected {meta_url} or {shard_dir}/*.parquet "
+                          "(rfm-data ingest writes them)")
     return [ShardInfo(n, io.join(url, n)) for n in names]
 
 
@@ -182,7 +183,7 @@ class _Block:
         m = self.meta
         dtype = m["dtype"][row]
         if dtype not in _FULL_SCALE:
-            raise ConfigError(f"unsupported pixel dtype {dtype!r} in a shard (rfm-data writes uint8 / uint16)")
+            raise ConfigError(f"unsupported pixel dtype {dtype!r} in a shard (rfm-data writes uint8, uint16)")
         pixels = decode_pixels(self.images[row].as_py(), m["height"][row], m["width"][row], dtype,
                                m["encoding"][row])
         image = pixels.astype(np.float32)
@@ -353,7 +354,8 @@ def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
     if rank is None or world_size is None or not 0 <= rank < world_size:
-        raise ConfigError(f"rank={rank}, world_size={world_size}: pass both (0 <= rank < world_size) or neither")
+        raise ConfigError(f"rank={rank}, world_size={world_size}: pass both (0 <= rank < world_size) "
+                          "or neither")
     return rank, world_size
 
 
@@ -372,7 +374,8 @@ def _replay_round_robin(lengths: Sequence[int], batch_size: int, drop_last: bool
         if taken[nxt] < batches[nxt]:
             size = min(batch_size, lengths[nxt] - pos[nxt])
             if size > left:
-                raise ConfigError(f"position {consumed} is not on a batch boundary of batch_size={batch_size}")
+                raise ConfigError(f"position {consumed} is not on a batch boundary "
+                                  f"of batch_size={batch_size}")
             pos[nxt], taken[nxt], left = pos[nxt] + size, taken[nxt] + 1, left - size
         nxt = (nxt + 1) % len(lengths)
     return pos, nxt
@@ -398,10 +401,12 @@ class StreamingShardDataset(IterableDataset[Item]):
     """
 
     def __init__(self, url: str, transform: ItemTransform | None = None, shuffle: bool = True, seed: int = 0,
-                 buffer_size: int = 1024, split: str | None = None, *, shard_interleave: int = 4,
-                 rank: int | None = None, world_size: int | None = None, drop_remainder: bool = False) -> None:
+                 buffer_size: int = 512, split: str | None = None, *, shard_interleave: int = 4,
+                 rank: int | None = None, world_size: int | None = None,
+                 drop_remainder: bool = False) -> None:
         if buffer_size < 1 or shard_interleave < 1:
-            raise ConfigError(f"buffer_size={buffer_size} and shard_interleave={shard_interleave} must be >= 1")
+            raise ConfigError(f"buffer_size={buffer_size} and shard_interleave={shard_interleave} "
+                              "must be >= 1")
         self.url, self.transform, self.shuffle, self.seed = url, transform, shuffle, seed
         self.buffer_size, self.split, self.shard_interleave = buffer_size, split, shard_interleave
         self.drop_remainder = drop_remainder
@@ -433,7 +438,8 @@ class StreamingShardDataset(IterableDataset[Item]):
         return stop - start
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch's order; a new epoch starts at its beginning, the current one keeps its position."""
+        """Select the epoch's order. A new epoch starts at its beginning; the current one (e.g. just loaded
+        with :meth:`load_state_dict`) keeps its position."""
         self.refresh_distributed()
         if epoch != self.epoch:
             self.epoch, self.consumed = epoch, 0
@@ -448,10 +454,11 @@ class StreamingShardDataset(IterableDataset[Item]):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict`; the order-defining settings must be the same."""
+        here = self.state_dict()
         for key in ("seed", "shuffle", "buffer_size", "rank", "world_size", "samples", "split"):
-            if key in state and state[key] != self.state_dict()[key]:
-                raise ConfigError(f"cannot resume: {key}={state[key]!r} in the state but {self.state_dict()[key]!r}"
-                                  " here; resume with the same dataset and settings")
+            if key in state and state[key] != here[key]:
+                raise ConfigError(f"cannot resume: {key}={state[key]!r} in the state but {here[key]!r} here; "
+                                  "resume with the same dataset and settings")
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
 
     # -- order -----------------------------------------------------------------------------------------
@@ -531,8 +538,8 @@ class StreamingShardDataset(IterableDataset[Item]):
         if workers == 1:
             return slices, [consumed], 0
         if self.batch_size is None:
-            raise ConfigError("resuming mid-epoch with DataLoader workers needs the batch size: iterate through "
-                              "ShardLoader, which records it")
+            raise ConfigError("resuming mid-epoch with DataLoader workers needs the batch size: iterate "
+                              "through ShardLoader, which records it")
         pos, nxt = _replay_round_robin([b - a for a, b in slices], self.batch_size, self.drop_last, consumed)
         return slices, pos, nxt
 
@@ -541,7 +548,7 @@ class StreamingShardDataset(IterableDataset[Item]):
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         consumed = self.consumed if self.consumed < len(self) else 0
         slices, done, nxt = self._worker_plan(workers, consumed)
-        # The DataLoader asks worker 0 first: it plays the stream that was due next when the position was taken.
+        # The DataLoader asks worker 0 first: it plays the stream that was due next at the saved position.
         logical = (nxt + worker) % workers
         stream = self._stream(*slices[logical], skip=done[logical])
         if info is not None or self.counted_by_loader:
@@ -565,8 +572,9 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if isinstance(values[0], torch.Tensor):
             shapes = sorted({tuple(v.shape) for v in values})
             if len(shapes) > 1:
-                raise ValueError(f"cannot batch {key!r}: shapes differ ({shapes[:4]}...); add a transform that "
-                                 "gives equal sizes (cxr_train_transform, cxr_eval_transform, cxr_batch_item_transform)")
+                raise ValueError(f"cannot batch {key!r}: shapes differ ({shapes[:4]}...); add a transform "
+                                 "that gives equal sizes (cxr_train_transform, cxr_eval_transform, "
+                                 "cxr_batch_item_transform)")
             out[key] = torch.stack(values)
         else:
             out[key] = values
@@ -601,8 +609,8 @@ class ShardLoader:
 
     def __init__(self, dataset: StreamingShardDataset, batch_size: int, num_workers: int = 0,
                  collate_fn: Callable[[list[Item]], Any] = collate, drop_last: bool = False,
-                 batch_transform: Callable[[Any], Any] | None = None, device: str | torch.device | None = None,
-                 **dataloader_kwargs: Any) -> None:
+                 batch_transform: Callable[[Any], Any] | None = None,
+                 device: str | torch.device | None = None, **dataloader_kwargs: Any) -> None:
         if dataloader_kwargs.get("persistent_workers"):
             raise ConfigError("persistent_workers=True would keep stale epoch/position copies in the workers")
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
