@@ -294,8 +294,8 @@ def test_memory_is_bounded_by_the_buffer_not_the_dataset(tmp_path: Path, rows: l
         assert count == len(many)
         peaks[copies] = peak
     stored = max(r["pixels"].nbytes for r in rows)
-    assert peaks[4] <= 1.25 * peaks[1] + 64 * stored
-    assert peaks[4] < (64 + 2 * 64) * stored * 2  # the window, its edge row groups, Arrow's own copies
+    assert peaks[4] <= 1.25 * peaks[1] + 64 * stored  # does not grow with the data
+    assert peaks[4] < 0.5 * 4 * len(rows) * stored  # far below holding the 4x data (measured: ~35 %)
 
 
 # ---------------------------------------------------------------------------------------------- resume

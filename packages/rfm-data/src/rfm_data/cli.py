@@ -78,9 +78,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     result = ingest(args.source, args.dest, _config(args), dataset=args.dataset,
                     adapter_options=_options(args.option), progress=not args.no_progress)
-    print(render(result.summary, title=f"{result.dataset} → {result.dest}"))
+    s = result.summary
+    reasons = ", ".join(f"{k} {v}" for k, v in s.by_reason.items())
     resumed = f", {result.resumed_shards} shard(s) resumed" if result.resumed_shards else ""
-    print(f"{len(result.shards)} shard(s), {result.seconds:.1f} s, {result.images_per_second:.1f} images/s{resumed}")
+    print(f"{result.dataset} → {result.dest}: {s.total} inputs, {s.accepted} accepted, {s.quarantined} quarantined"
+          f"{f' ({reasons})' if reasons else ''}; {len(result.shards)} shard(s) in {result.seconds:.1f} s "
+          f"({result.images_per_second:.1f} images/s){resumed}. Details: rfm-data inspect {result.dest}")
     return 0
 
 
@@ -88,14 +91,18 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from rfm_data import io
     from rfm_data.ingest import MANIFEST_NAME
     from rfm_data.manifest import schema_markdown
-    from rfm_data.summary import render, summarise_manifest
+    from rfm_data.summary import render, render_quarantined, summarise_manifest
 
     if args.schema:
         print(schema_markdown())
         return 0
     url = args.url if args.url.endswith(".parquet") else io.join(args.url, MANIFEST_NAME)
     summary = summarise_manifest(url)
-    print(json.dumps(summary.to_dict(), indent=2) if args.json else render(summary, title=args.url))
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(render(summary, title=args.url))
+        print(render_quarantined(url, limit=args.limit))
     return 0
 
 
@@ -115,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("url", nargs="?", default="", help="dataset URL (or its manifest.parquet)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--schema", action="store_true", help="print the manifest schema and exit")
+    p.add_argument("--limit", type=int, default=20, help="quarantined inputs listed (default 20)")
     sub.add_parser("datasets", help="list the dataset adapters")
     return parser
 

@@ -80,3 +80,22 @@ def render(summary: DatasetSummary, title: str = "") -> str:
                 table.add_row(key, str(value))
             console.print(table)
     return console.export_text()
+
+
+def render_quarantined(url: str, limit: int = 20) -> str:
+    """The first ``limit`` quarantined inputs of a manifest: id, reason, detail, source."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = read_manifest(url).select(["sample_id", "status", "reason", "reason_detail", "source_uri"])
+    rows = table.filter(pc.equal(table["status"], "quarantined")).to_pylist()
+    if not rows:
+        return "no quarantined inputs"
+    out = Table(title=f"quarantined inputs ({min(limit, len(rows))} of {len(rows)})", show_header=True)
+    for col in ("sample_id", "reason", "detail", "source"):
+        out.add_column(col, overflow="fold")
+    for r in rows[:limit]:
+        out.add_row(r["sample_id"], r["reason"], r["reason_detail"], r["source_uri"])
+    console = Console(record=True, width=140, force_terminal=False)
+    console.print(out)
+    return console.export_text()
