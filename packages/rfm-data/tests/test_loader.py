@@ -227,8 +227,10 @@ def test_every_sample_exactly_once_across_ranks_and_workers(dataset: str, world:
     for rank in range(world):
         ds = StreamingShardDataset(dataset, _square(), rank=rank, world_size=world, buffer_size=40)
         ds.set_epoch(3)
-        ids = _ids(ShardLoader(ds, batch_size=8, num_workers=workers))
-        assert len(ids) == len(ds)
+        loader = ShardLoader(ds, batch_size=8, num_workers=workers)
+        batches = list(loader)
+        ids = _ids(batches)
+        assert len(ids) == len(ds) and len(batches) == len(loader)
         per_rank.append(ids)
     flat = [sid for ids in per_rank for sid in ids]
     assert len(flat) == len(set(flat)) == sum(SHARD_SIZES)
@@ -361,6 +363,8 @@ def test_resume_direct_iteration(dataset: str) -> None:
     assert head + [item["sample_id"] for item in ds3] == full
     with pytest.raises(ConfigError, match="seed"):
         StreamingShardDataset(dataset, seed=4, buffer_size=50).load_state_dict(state)
+    with pytest.raises(ConfigError, match="split"):
+        StreamingShardDataset(dataset, seed=3, buffer_size=50, split="train").load_state_dict(state)
 
 
 def test_batch_level_augmentation_resumes_exactly(dataset: str) -> None:
@@ -477,3 +481,28 @@ def test_without_torch_the_core_imports_and_loader_names_the_extra() -> None:
     assert set(lines) == {"rfm_data.loader", "rfm_data.transforms"}
     for message in lines.values():
         assert 'pip install "rfm-data[torch]"' in message
+
+
+# ----------------------------------------------------------------------------------------- with ingest
+def test_loads_what_ingest_wrote(tmp_path: Path) -> None:
+    """End to end on the bundled sample (no development data needed): ingest, then stream and index it."""
+    from rfm_data.config import DeidConfig, IngestConfig
+    from rfm_data.ingest import ingest
+    from rfm_data.manifest import read_manifest
+
+    dest = str(tmp_path / "sample")
+    cfg = IngestConfig(shard_size=16, workers=1, deid=DeidConfig(key="loader-test-key"))
+    ingest("sample", dest, cfg, progress=False)
+    manifest = read_manifest(f"{dest}/manifest.parquet").to_pylist()
+    accepted = {r["sample_id"]: r for r in manifest if r["status"] == "accepted"}
+    assert len(list_shards(dest)) > 1 and all(s.rows for s in list_shards(dest))  # from dataset.json
+
+    stream = StreamingShardDataset(dest, transform=_small_train(), buffer_size=20)
+    items = list(stream)
+    assert sorted(i["sample_id"] for i in items) == sorted(accepted)
+    assert {tuple(i["image"].shape) for i in items} == {(1, 32, 32)}
+    table = ShardDataset(dest)
+    for i in range(len(table)):
+        item, row = table[i], accepted[table[i]["sample_id"]]
+        assert item["image"].shape == (1, row["height"], row["width"]) and item["split"] == row["split"]
+        assert item["labels"] == dict(row["labels"]) and item["patient_id"] == row["patient_id"]

@@ -1,4 +1,7 @@
-"""rfm-curation: deduplication, quality filters and budgeted, balanced, long-tail-favouring data selection (offline and online)."""
+"""rfm-curation: deduplication, quality filters and budgeted, balanced, long-tail-favouring data selection.
+
+Importing the package registers the built-in strategies, filters and deduplication methods.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,4 +10,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+from rfm_curation import hkmeans, offline_bands  # noqa: E402,F401  (register their strategies)
+from rfm_curation.select import CurationConfig, CurationResult, curate  # noqa: E402
+
+__all__ = ["CurationConfig", "CurationResult", "__version__", "curate"]

@@ -31,6 +31,7 @@ resumed samples are augmented identically too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -127,6 +128,16 @@ class ShardIndex:
 
     def units_of_shard(self) -> list[np.ndarray]:
         return [np.flatnonzero(self.unit_shard == s) for s in range(len(self.urls))]
+
+    def fingerprint(self) -> str:
+        """Identifies the layout (shard names, selected rows per row group), not where the dataset lives."""
+        digest = hashlib.sha1()
+        for url in self.urls:
+            digest.update(url.rsplit("/", 1)[-1].encode() + b"\0")
+        digest.update(self.unit_shard.tobytes() + self.unit_group.tobytes() + self.unit_len.tobytes())
+        for rows in self.unit_rows:
+            digest.update(b"*" if rows is None else rows.tobytes())
+        return digest.hexdigest()[:16]
 
 
 def _shard_layout(shard: ShardInfo, split: str | None) -> list[tuple[int, int, np.ndarray | None]]:
@@ -381,6 +392,10 @@ def _replay_round_robin(lengths: Sequence[int], batch_size: int, drop_last: bool
     return pos, nxt
 
 
+_ORDER_KEYS = ("seed", "shuffle", "buffer_size", "shard_interleave", "drop_remainder", "split", "dataset",
+               "rank", "world_size", "samples")  # what fixes the order; checked in this order on resume
+
+
 class StreamingShardDataset(IterableDataset[Item]):
     """Streams shards in a deterministic shuffled order, partitioned across DDP ranks and DataLoader workers.
 
@@ -413,6 +428,7 @@ class StreamingShardDataset(IterableDataset[Item]):
         self._dist_args = (rank, world_size)
         self.rank, self.world_size = _dist_info(rank, world_size)
         self.index = build_index(url, split)
+        self._fingerprint = self.index.fingerprint()
         self._units_of_shard = self.index.units_of_shard()
         self._reader = _RowGroupReader(self.index.urls, cache_groups=0)
         self.epoch = 0
@@ -449,13 +465,14 @@ class StreamingShardDataset(IterableDataset[Item]):
         as the start of the next), plus what must match on resume."""
         epoch, consumed = (self.epoch + 1, 0) if self.consumed >= len(self) else (self.epoch, self.consumed)
         return {"epoch": epoch, "consumed": consumed, "seed": self.seed, "shuffle": self.shuffle,
-                "buffer_size": self.buffer_size, "rank": self.rank, "world_size": self.world_size,
-                "samples": len(self), "split": self.split}
+                "buffer_size": self.buffer_size, "shard_interleave": self.shard_interleave,
+                "drop_remainder": self.drop_remainder, "rank": self.rank, "world_size": self.world_size,
+                "samples": len(self), "split": self.split, "dataset": self._fingerprint}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict`; the order-defining settings must be the same."""
         here = self.state_dict()
-        for key in ("seed", "shuffle", "buffer_size", "rank", "world_size", "samples", "split"):
+        for key in _ORDER_KEYS:
             if key in state and state[key] != here[key]:
                 raise ConfigError(f"cannot resume: {key}={state[key]!r} in the state but {here[key]!r} here; "
                                   "resume with the same dataset and settings")
@@ -620,8 +637,13 @@ class ShardLoader:
         self._resume_config: tuple[int, int, bool] | None = None
 
     def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        """Batches per epoch: each worker batches its own slice, so a worker's last batch may be partial."""
+        start, stop = self.dataset._rank_range()
+        workers = max(1, self.num_workers)
+        sizes = [b - a for a, b in (_split_range(stop - start, workers, w) for w in range(workers))]
+        if self.drop_last:
+            return sum(n // self.batch_size for n in sizes)
+        return sum(-(-n // self.batch_size) for n in sizes)
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)

@@ -1,0 +1,136 @@
+"""Deduplication: exact (content hash), perceptual (image dHash) and semantic (SemDeDup-style).
+
+Each finder returns duplicate *pairs*; :func:`group_duplicates` joins them into connected groups and keeps one
+deterministic representative per group: the member with the smallest ``sample_id``, so the choice does not
+depend on row order, seeds or thread count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from rfm_curation.clustering import FloatArray, IntArray, kmeans_tree
+
+SEMANTIC_THRESHOLD = 0.97  # cosine similarity at or above which two embeddings count as the same sample
+PHASH_MAX_DISTANCE = 4  # differing bits (of 64) at or below which two images count as the same picture
+SEMANTIC_CLUSTER_SIZE = 128  # average k-means cluster size within which pairs are compared
+DENSE_BLOCK = 4096  # clusters up to this size are compared with one dense similarity matrix
+
+
+@dataclass
+class Pairs:
+    """Duplicate pairs as row indices (``left < right`` not required) with their similarity."""
+
+    left: IntArray
+    right: IntArray
+    similarity: FloatArray
+
+    @staticmethod
+    def empty() -> Pairs:
+        return Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+
+
+def _close_pairs(block: FloatArray, threshold: float) -> tuple[IntArray, IntArray, FloatArray]:
+    """Pairs ``i < j`` of rows of ``block`` with inner product ≥ ``threshold``."""
+    if len(block) <= DENSE_BLOCK:
+        # One small matrix product is far cheaper than a faiss range search call at typical cluster sizes.
+        sims = block @ block.T
+        i, j = np.nonzero(np.triu(sims >= threshold, k=1))
+        return i.astype(np.int64), j.astype(np.int64), sims[i, j]
+    index = faiss.IndexFlatIP(block.shape[1])
+    index.add(block)
+    # Range search keeps only the near-identical pairs instead of a dense n x n block; it keeps values > radius.
+    lims, dist, found = index.range_search(block, float(np.nextafter(np.float32(threshold), np.float32(-1))))
+    query = np.repeat(np.arange(len(block)), np.diff(lims.astype(np.int64)))
+    upper = found > query
+    return query[upper], found[upper].astype(np.int64), dist[upper]
+
+
+@dataclass
+class DuplicateGroups:
+    """Per row: its group (-1 when unique), whether it is the kept representative, and that representative."""
+
+    group: IntArray
+    representative: IntArray  # row of the group's representative; the row itself when unique
+    similarity: FloatArray  # best similarity to another member (NaN when unique)
+
+    @property
+    def removed(self) -> npt.NDArray[np.bool_]:
+        """Rows that are duplicates of a kept representative."""
+        return self.representative != np.arange(len(self.group))
+
+
+def group_duplicates(n: int, pairs: Pairs, ids: npt.NDArray[np.str_]) -> DuplicateGroups:
+    """Connected groups of ``pairs`` over ``n`` rows; representative = smallest ``ids`` in the group."""
+    similarity = np.full(n, np.nan, dtype=np.float32)
+    if len(pairs.left) == 0:
+        return DuplicateGroups(np.full(n, -1, np.int64), np.arange(n, dtype=np.int64), similarity)
+    graph = coo_matrix((np.ones(len(pairs.left), np.int8), (pairs.left, pairs.right)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    sizes = np.bincount(comp)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(ids, kind="stable")] = np.arange(n)
+    best = np.full(len(sizes), n, dtype=np.int64)
+    np.minimum.at(best, comp, rank)
+    row_of_rank = np.argsort(rank)
+    representative = row_of_rank[best[comp]]
+    group = np.where(sizes[comp] > 1, comp, -1).astype(np.int64)
+    for side in (pairs.left, pairs.right):
+        np.fmax.at(similarity, side, pairs.similarity)
+    return DuplicateGroups(group, representative, similarity)
+
+
+def exact_pairs(hashes: npt.NDArray[np.str_]) -> Pairs:
+    """Rows with identical non-empty content hashes, each paired with the first row of its hash."""
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes = hashes[order]
+    same = (sorted_hashes[1:] == sorted_hashes[:-1]) & (sorted_hashes[1:] != "")
+    starts = np.maximum.accumulate(np.where(np.concatenate([[True], ~same]), np.arange(len(order)), 0))
+    dup = np.flatnonzero(np.concatenate([[False], same]))
+    return Pairs(order[starts[dup]], order[dup], np.ones(len(dup), np.float32))
+
+
+def perceptual_pairs(hashes: npt.NDArray[np.uint64], max_distance: int = PHASH_MAX_DISTANCE) -> Pairs:
+    """Pairs of 64-bit image hashes within ``max_distance`` bits (faiss binary range search; O(n²) popcounts)."""
+    codes = np.ascontiguousarray(hashes.astype("<u8")).view(np.uint8).reshape(len(hashes), 8)
+    index = faiss.IndexBinaryFlat(64)
+    index.add(codes)
+    # faiss binary range search keeps distances strictly below the radius.
+    lims, dist, found = index.range_search(codes, max_distance + 1)
+    query = np.repeat(np.arange(len(hashes)), np.diff(lims.astype(np.int64)))
+    other = query != found
+    return Pairs(query[other], found[other].astype(np.int64), 1 - dist[other].astype(np.float32) / 64)
+
+
+def semantic_pairs(
+    x: FloatArray, rows: IntArray, threshold: float = SEMANTIC_THRESHOLD, cluster_size: int = SEMANTIC_CLUSTER_SIZE,
+    seed: int = 0,
+) -> Pairs:
+    """SemDeDup-style: cluster ``x[rows]``, then pairs with cosine ≥ ``threshold`` inside each cluster.
+
+    Returns pairs as positions into ``rows``. Pairs split across two clusters are missed (the method's known
+    trade-off); near-identical embeddings almost always share a cluster.
+    """
+    if len(rows) < 2:
+        return Pairs.empty()
+    clusters = kmeans_tree(x, rows, max(1, len(rows) // cluster_size), seed, niter=10)
+    order = np.argsort(clusters.labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(clusters.labels))])
+    left, right, sims = [], [], []
+    for c in range(len(bounds) - 1):
+        members = order[bounds[c] : bounds[c + 1]]
+        if len(members) < 2:
+            continue
+        i, j, s = _close_pairs(np.ascontiguousarray(x[rows[members]]), threshold)
+        left.append(members[i])
+        right.append(members[j])
+        sims.append(s)
+    if not left:
+        return Pairs.empty()
+    return Pairs(np.concatenate(left), np.concatenate(right), np.concatenate(sims).astype(np.float32))

@@ -1,0 +1,226 @@
+"""Composition: deduplication → quality filters → selection strategy, with every decision explained.
+
+:func:`curate` checks all inputs before any work, computes every decision in memory, then writes the outputs
+(each atomically, ``curation.json`` last as the completion marker)::
+
+    OUT/selection.parquet   sample_id, kept, reason, cluster, band, score, duplicate_of (every manifest row)
+    OUT/manifest.parquet    the input manifest plus curation_kept / curation_reason (an rfm-data manifest)
+    OUT/duplicates.parquet  duplicate groups: method, group, sample_id, representative, similarity
+    OUT/report.md, report.png   cluster sizes, label prevalence, duplicates and reasons, before / after
+    OUT/curation.json       resolved configuration and counts
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rfm_curation import dedup_methods, strategies
+from rfm_curation.clustering import FloatArray, IntArray
+from rfm_curation.dedup import group_duplicates
+from rfm_curation.embeddings import EmbeddingStore, load_normalized
+from rfm_curation.errors import ConfigError, CurationReason
+from rfm_curation.filters import QualityFilter, create_filter
+from rfm_curation.outputs import write_outputs
+from rfm_data import io
+from rfm_data.manifest import read_manifest
+
+MANIFEST_NAME = "manifest.parquet"
+KIND_PREFERENCE = ("joint", "image", "text")
+
+
+@dataclass
+class CurationConfig:
+    """What :func:`curate` does. ``budget``: a fraction in (0, 1] of the accepted samples, or a count."""
+
+    strategy: str = "hkmeans"
+    budget: float | int = 0.227
+    seed: int = 0
+    kind: str | None = None  # embedding kind; default: joint, else image, else text
+    dedup: Sequence[str] = ("exact", "semantic")
+    filters: Sequence[str] = ()
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    dedup_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    filter_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class CurationResult:
+    """Where the outputs went, and the counts that summarise them."""
+
+    out: str
+    total: int
+    accepted: int
+    kept: int
+    budget: int
+    by_reason: dict[str, int]
+    seconds: float
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        reasons = ", ".join(f"{k} {v}" for k, v in self.by_reason.items() if k)
+        return (f"kept {self.kept} of {self.accepted} accepted ({self.total} in the manifest; budget {self.budget}); "
+                f"dropped: {reasons or 'none'}; {self.seconds:.1f} s → {self.out}")
+
+
+def manifest_url_of(url: str) -> str:
+    """A dataset folder or a manifest file URL → the manifest file URL."""
+    return url if url.endswith(".parquet") else io.join(url, MANIFEST_NAME)
+
+
+@dataclass
+class _Plan:
+    """Everything checked before any work: built components and the aligned inputs."""
+
+    manifest: pa.Table
+    dataset_url: str
+    store: EmbeddingStore | None
+    kind: str
+    store_rows: IntArray  # embedding row per manifest row (-1 when none)
+    budget: int
+    strategy: strategies.Strategy
+    dedups: list[dedup_methods.DedupMethod]
+    filters: list[QualityFilter]
+
+
+def _align(manifest_ids: npt.NDArray[np.str_], store_ids: npt.NDArray[np.str_]) -> IntArray:
+    """Embedding row per manifest row; ConfigError naming ``embeddings.ids`` if a store id is not in the manifest."""
+    sorter = np.argsort(manifest_ids, kind="stable")
+    pos = np.searchsorted(manifest_ids, store_ids, sorter=sorter)
+    pos = np.minimum(pos, len(manifest_ids) - 1)
+    found = manifest_ids[sorter[pos]] == store_ids
+    if not found.all():
+        missing = store_ids[~found]
+        raise ConfigError(f"embeddings.ids: {len(missing)} ids are not in the manifest, e.g. {missing[:3].tolist()}")
+    rows = np.full(len(manifest_ids), -1, dtype=np.int64)
+    rows[sorter[pos]] = np.arange(len(store_ids))
+    return rows
+
+
+def _pick_kind(store: EmbeddingStore, kind: str | None) -> str:
+    if kind:
+        store._dim(kind)  # raises naming embeddings.kind
+        return kind
+    return next((k for k in KIND_PREFERENCE if k in store.dims), store.kinds[0])
+
+
+def _plan(manifest_url: str, embeddings_url: str | None, cfg: CurationConfig) -> _Plan:
+    url = manifest_url_of(manifest_url)
+    manifest = read_manifest(url)
+    accepted = int(pc.sum(pc.equal(manifest["status"], "accepted")).as_py() or 0)
+    budget = strategies.resolve_budget(cfg.budget, accepted)
+    strategy = strategies.create_strategy(cfg.strategy, **cfg.strategy_options)
+    dedups = [_create(dedup_methods.DEDUP_METHODS, "dedup", n, cfg.dedup_options.get(n, {})) for n in cfg.dedup]
+    filters = [create_filter(n, **cfg.filter_options.get(n, {})) for n in cfg.filters]
+    ids = np.asarray(manifest["sample_id"].to_numpy(zero_copy_only=False), dtype=str)
+    store, kind, rows = None, "", np.full(len(ids), -1, dtype=np.int64)
+    if embeddings_url:
+        store = EmbeddingStore(embeddings_url)
+        kind = _pick_kind(store, cfg.kind)
+        rows = _align(ids, store.ids())
+    dataset_url = url.rsplit("/", 1)[0] if "/" in url else "."
+    return _Plan(manifest, dataset_url, store, kind, rows, budget, strategy, dedups, filters)
+
+
+def _create(registry: Any, what: str, name: str, options: Mapping[str, Any]) -> Any:
+    try:
+        return registry.create(name, **options)
+    except KeyError as err:
+        raise ConfigError(f"{what}: {err.args[0]}") from err
+    except TypeError as err:
+        raise ConfigError(f"{what}.{name}: bad option ({err})") from err
+
+
+@dataclass
+class Decisions:
+    """Per manifest row: reason ("" = kept), cluster, band, score, duplicate_of; plus duplicate groups."""
+
+    reason: npt.NDArray[np.object_]
+    cluster: IntArray
+    band: npt.NDArray[np.object_]
+    score: FloatArray
+    duplicate_of: npt.NDArray[np.object_]
+    duplicate_groups: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def start(n: int) -> Decisions:
+        return Decisions(np.full(n, "", dtype=object), np.full(n, -1, np.int64), np.full(n, "", dtype=object),
+                         np.full(n, np.nan, np.float32), np.full(n, "", dtype=object))
+
+    def open_rows(self) -> IntArray:
+        """Manifest rows nothing has dropped yet."""
+        return np.flatnonzero(self.reason == "")
+
+
+def _deduplicate(plan: _Plan, x: FloatArray | None, ids: npt.NDArray[np.str_], d: Decisions, seed: int) -> None:
+    for method in plan.dedups:
+        positions = d.open_rows()
+        data = dedup_methods.DedupInput(plan.manifest, positions, x, plan.store_rows[positions], plan.dataset_url, seed)
+        groups = group_duplicates(len(positions), method.pairs(data), ids[positions])
+        removed = positions[groups.removed]
+        d.reason[removed] = method.reason.value
+        d.duplicate_of[removed] = ids[positions[groups.representative[groups.removed]]]
+        in_group = np.flatnonzero(groups.group >= 0)
+        d.duplicate_groups += [
+            {"method": method.reason.value, "group": f"{method.reason.value}-{int(groups.group[i])}", "sample_id": ids[positions[i]],
+             "representative": ids[positions[groups.representative[i]]], "similarity": float(groups.similarity[i])}
+            for i in in_group
+        ]
+
+
+def _filter(plan: _Plan, d: Decisions) -> None:
+    for f in plan.filters:
+        drops = f.drops(plan.manifest)
+        d.reason[(d.reason == "") & drops] = f.reason.value
+
+
+def _select(plan: _Plan, x: FloatArray | None, ids: npt.NDArray[np.str_], d: Decisions, seed: int) -> None:
+    open_rows = d.open_rows()
+    labels = [dict(c or []) for c in plan.manifest["labels"].take(pa.array(open_rows)).to_pylist()]
+    cands = strategies.Candidates(ids[open_rows], plan.store_rows[open_rows], x, labels)
+    choice = plan.strategy.select(cands, plan.budget, seed)
+    d.reason[open_rows[~choice.keep]] = CurationReason.NOT_SELECTED.value
+    d.reason[open_rows[choice.outlier]] = CurationReason.OUTLIER.value
+    d.cluster[open_rows], d.band[open_rows], d.score[open_rows] = choice.cluster, choice.band, choice.score
+
+
+def curate(manifest_url: str, embeddings_url: str | None, out: str, cfg: CurationConfig | None = None) -> CurationResult:
+    """Deduplicate, filter and select a budgeted subset of a dataset; write the selection and its report.
+
+    Args:
+        manifest_url: an rfm-data dataset folder or its ``manifest.parquet`` URL.
+        embeddings_url: an embedding store (:mod:`rfm_curation.embeddings`) aligned by ``sample_id``; None
+            runs only what needs no embeddings (exact / perceptual dedup, filters, random, label_balance).
+        out: output folder URL.
+        cfg: what to do; defaults to :class:`CurationConfig`.
+
+    Raises:
+        ConfigError: for bad input (NaN / inf or zero embeddings, unknown ids, budget outside (0, 1], empty
+            input, unknown names), naming the field; nothing is written then.
+    """
+    cfg = cfg or CurationConfig()
+    start = time.perf_counter()
+    plan = _plan(manifest_url, embeddings_url, cfg)
+    x = load_normalized(plan.store, plan.kind) if plan.store is not None else None
+    ids = np.asarray(plan.manifest["sample_id"].to_numpy(zero_copy_only=False), dtype=str)
+    d = Decisions.start(len(ids))
+    d.reason[np.asarray(plan.manifest["status"].to_numpy(zero_copy_only=False)) != "accepted"] = "quarantined"
+    if x is not None:
+        d.reason[(d.reason == "") & (plan.store_rows < 0)] = CurationReason.NO_EMBEDDING.value
+    _deduplicate(plan, x, ids, d, cfg.seed)
+    _filter(plan, d)
+    if len(d.open_rows()) == 0:
+        raise ConfigError("no candidates left after deduplication and filters (empty input): nothing to select")
+    _select(plan, x, ids, d, cfg.seed)
+    config = {**asdict(cfg), "manifest": manifest_url, "embeddings": embeddings_url, "kind": plan.kind}
+    counts = write_outputs(out, plan.manifest, ids, d, config, plan.budget, time.perf_counter() - start)
+    kept = int((d.reason == "").sum())
+    accepted = len(ids) - int((d.reason == "quarantined").sum())
+    return CurationResult(out, len(ids), accepted, kept, plan.budget, counts, time.perf_counter() - start)
