@@ -412,6 +412,7 @@ dist.destroy_process_group()
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_ddp_ranks_from_torchrun_partition_the_epoch(dataset: str, tmp_path: Path) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT)

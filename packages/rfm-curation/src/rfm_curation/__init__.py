@@ -10,7 +10,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-from rfm_curation import hkmeans, offline_bands  # noqa: E402,F401  (register their strategies)
-from rfm_curation.select import CurationConfig, CurationResult, curate  # noqa: E402
+from rfm_curation import hkmeans, offline_bands  # noqa: F401  (register their strategies)
+from rfm_curation.select import CurationConfig, CurationResult, curate
 
 __all__ = ["CurationConfig", "CurationResult", "__version__", "curate"]

@@ -43,7 +43,7 @@ def spherical_kmeans(
     km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
                       min_points_per_centroid=1, max_points_per_centroid=256)
     km.train(np.ascontiguousarray(x, dtype=np.float32), init_centroids=init)
-    centroids: FloatArray = km.centroids
+    centroids: FloatArray = np.asarray(km.centroids, dtype=np.float32)
     return centroids
 
 
@@ -83,7 +83,8 @@ def _leaf_shares(sizes: IntArray, k: int) -> IntArray:
     order = np.argsort(-(exact - np.floor(exact)), kind="stable")
     for cell in order[: max(0, k - int(shares.sum()))]:
         shares[cell] += 1
-    return np.minimum(shares, sizes)
+    out: IntArray = np.minimum(shares, sizes)
+    return out
 
 
 def kmeans_tree(x: FloatArray, rows: IntArray, k: int, seed: int, niter: int = 20) -> Clusters:

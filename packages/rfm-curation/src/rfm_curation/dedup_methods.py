@@ -65,14 +65,14 @@ class ExactDedup:
 
 @dataclass(frozen=True)
 class PerceptualDedup:
-    """Visually identical images: 64-bit dHash of the stored pixels within ``max_distance`` bits."""
+    """Visually identical images: 256-bit dHash of the stored pixels within ``max_distance`` bits."""
 
     max_distance: int = PHASH_MAX_DISTANCE
     reason: CurationReason = CurationReason.PERCEPTUAL_DUPLICATE
 
     def pairs(self, data: DedupInput) -> Pairs:
-        if not 0 <= self.max_distance <= 64:
-            raise ConfigError(f"dedup.perceptual.max_distance={self.max_distance} must be in 0..64")
+        if not 0 <= self.max_distance <= 256:
+            raise ConfigError(f"dedup.perceptual.max_distance={self.max_distance} must be in 0..256")
         rows = data.manifest.select(["shard", "shard_row"]).take(pa.array(data.positions)).to_pydict()
         hashes = shard_hashes(data.dataset_url, rows["shard"], rows["shard_row"])
         return perceptual_pairs(hashes, self.max_distance)

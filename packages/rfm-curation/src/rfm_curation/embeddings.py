@@ -48,7 +48,7 @@ def _check_chunk(kind: str, chunk: npt.ArrayLike, dim: int, ids: Sequence[str]) 
     if not finite.all():
         bad = int(np.argmin(finite))
         raise ConfigError(
-            f"embeddings.{kind}: row for sample_id {ids[bad]!r} contains NaN or inf "
+            f"embeddings.{kind}: row for sample_id {str(ids[bad])!r} contains NaN or inf "
             f"({int((~finite).sum())} such rows in this chunk)"
         )
     return arr
@@ -119,7 +119,7 @@ class EmbeddingWriter:
         with io.atomic_write(io.join(self.url, IDS_NAME)) as f:
             pq.write_table(pa.table({"sample_id": pa.array(self._ids, pa.string())}), f, compression="zstd")
         meta = {"format_version": FORMAT_VERSION, "count": self.count,
-                "kinds": {kind: {"dim": dim, "dtype": "float32", "file": f"{kind}.npy"} for kind, dim in self.dims.items()}}
+                "kinds": {k: {"dim": d, "dtype": "float32", "file": f"{k}.npy"} for k, d in self.dims.items()}}
         io.write_text(io.join(self.url, META_NAME), json.dumps(meta, indent=2, sort_keys=True))
 
 
@@ -212,7 +212,7 @@ class EmbeddingStore:
             for start in range(0, self.count, chunk_rows):
                 n = min(chunk_rows, self.count - start)
                 buf = np.empty((n, dim), dtype="<f4")
-                if f.readinto(memoryview(buf).cast("B")) != buf.nbytes:  # type: ignore[attr-defined]
+                if f.readinto(buf.data.cast("B")) != buf.nbytes:  # type: ignore[attr-defined]
                     raise ConfigError(f"embeddings.{kind}: file ends before row {start + n} (truncated)")
                 yield start, buf
 
@@ -243,6 +243,8 @@ def load_normalized(store: EmbeddingStore, kind: str) -> FloatArray:
             ids = store.ids() if ids is None else ids
             row = start + int(np.argmax(bad))
             what = "a zero vector" if np.isfinite(norms[row - start]) else "NaN or inf"
-            raise ConfigError(f"embeddings.{kind}: row for sample_id {ids[row]!r} is {what} ({int(bad.sum())} such rows)")
+            raise ConfigError(
+                f"embeddings.{kind}: row for sample_id {str(ids[row])!r} is {what} ({int(bad.sum())} such rows)"
+            )
         out[start : start + len(chunk)] = chunk / norms[:, None]
     return out

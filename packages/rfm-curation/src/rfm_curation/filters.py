@@ -38,7 +38,8 @@ FILTERS: Registry[QualityFilter] = Registry("quality filter")
 def create_filter(name: str, **options: object) -> QualityFilter:
     """The filter registered as ``name`` with keyword ``options`` (e.g. ``create_filter("view", allowed=["PA"])``)."""
     try:
-        return FILTERS.create(name, **options)
+        made: QualityFilter = FILTERS.create(name, **options)
+        return made
     except TypeError as err:
         raise ConfigError(f"filters.{name}: bad option ({err})") from err
     except KeyError as err:
@@ -47,7 +48,8 @@ def create_filter(name: str, **options: object) -> QualityFilter:
 
 def list_filters(pattern: str = "*") -> list[str]:
     """Registered filter names matching a glob."""
-    return FILTERS.names(pattern)
+    names: list[str] = FILTERS.names(pattern)
+    return names
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Written from the paper's description, not from its code:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ def default_levels(n: int) -> list[int]:
 
 def _check_levels(levels: Sequence[int], n: int) -> list[int]:
     out = [int(k) for k in levels]
-    if not out or any(k < 1 for k in out) or any(b >= a for a, b in zip(out, out[1:], strict=False)):
+    if not out or any(k < 1 for k in out) or any(b >= a for a, b in itertools.pairwise(out)):
         raise ConfigError(f"strategy.hkmeans.levels={list(levels)} must be positive and strictly decreasing")
     return [min(k, n) for k in out]
 

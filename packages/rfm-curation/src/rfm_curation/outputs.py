@@ -44,7 +44,7 @@ def _write_parquet(table: pa.Table, url: str) -> None:
 
 
 def write_outputs(out: str, manifest: pa.Table, ids: npt.NDArray[np.str_], d: Decisions, config: dict[str, Any],
-                  budget: int, seconds: float) -> dict[str, int]:
+                  budget: int, stage_seconds: dict[str, float]) -> dict[str, int]:
     """Write every output under ``out`` (``curation.json`` last); returns the counts per reason."""
     selection = selection_table(ids, d)
     duplicates = pa.Table.from_pylist(d.duplicate_groups, schema=DUPLICATES_SCHEMA)
@@ -56,7 +56,7 @@ def write_outputs(out: str, manifest: pa.Table, ids: npt.NDArray[np.str_], d: De
     write_manifest(curated, io.join(out, "manifest.parquet"))
     counts = dict(Counter(d.reason.tolist()).most_common())
     write_report(out, selection, manifest["labels"], duplicates, title=f"{config['strategy']}, budget {budget}")
-    doc = {"config": config, "budget": budget, "seconds": round(seconds, 3), "total": len(ids),
+    doc = {"config": config, "budget": budget, "stage_seconds": stage_seconds, "total": len(ids),
            "kept": counts.get("", 0), "by_reason": {k or "kept": v for k, v in counts.items()}}
     io.write_text(io.join(out, "curation.json"), json.dumps(doc, indent=2, sort_keys=True, default=str))
     return counts

@@ -162,15 +162,17 @@ class Decisions:
 def _deduplicate(plan: _Plan, x: FloatArray | None, ids: npt.NDArray[np.str_], d: Decisions, seed: int) -> None:
     for method in plan.dedups:
         positions = d.open_rows()
-        data = dedup_methods.DedupInput(plan.manifest, positions, x, plan.store_rows[positions], plan.dataset_url, seed)
+        data = dedup_methods.DedupInput(plan.manifest, positions, x, plan.store_rows[positions], plan.dataset_url,
+                                        seed)
         groups = group_duplicates(len(positions), method.pairs(data), ids[positions])
         removed = positions[groups.removed]
         d.reason[removed] = method.reason.value
         d.duplicate_of[removed] = ids[positions[groups.representative[groups.removed]]]
         in_group = np.flatnonzero(groups.group >= 0)
         d.duplicate_groups += [
-            {"method": method.reason.value, "group": f"{method.reason.value}-{int(groups.group[i])}", "sample_id": ids[positions[i]],
-             "representative": ids[positions[groups.representative[i]]], "similarity": float(groups.similarity[i])}
+            {"method": method.reason.value, "group": f"{method.reason.value}-{int(groups.group[i])}",
+             "sample_id": ids[positions[i]], "representative": ids[positions[groups.representative[i]]],
+             "similarity": float(groups.similarity[i])}
             for i in in_group
         ]
 
@@ -191,7 +193,9 @@ def _select(plan: _Plan, x: FloatArray | None, ids: npt.NDArray[np.str_], d: Dec
     d.cluster[open_rows], d.band[open_rows], d.score[open_rows] = choice.cluster, choice.band, choice.score
 
 
-def curate(manifest_url: str, embeddings_url: str | None, out: str, cfg: CurationConfig | None = None) -> CurationResult:
+def curate(
+    manifest_url: str, embeddings_url: str | None, out: str, cfg: CurationConfig | None = None
+) -> CurationResult:
     """Deduplicate, filter and select a budgeted subset of a dataset; write the selection and its report.
 
     Args:
@@ -206,7 +210,7 @@ def curate(manifest_url: str, embeddings_url: str | None, out: str, cfg: Curatio
             input, unknown names), naming the field; nothing is written then.
     """
     cfg = cfg or CurationConfig()
-    start = time.perf_counter()
+    clock = _Stopwatch()
     plan = _plan(manifest_url, embeddings_url, cfg)
     x = load_normalized(plan.store, plan.kind) if plan.store is not None else None
     ids = np.asarray(plan.manifest["sample_id"].to_numpy(zero_copy_only=False), dtype=str)
@@ -214,13 +218,33 @@ def curate(manifest_url: str, embeddings_url: str | None, out: str, cfg: Curatio
     d.reason[np.asarray(plan.manifest["status"].to_numpy(zero_copy_only=False)) != "accepted"] = "quarantined"
     if x is not None:
         d.reason[(d.reason == "") & (plan.store_rows < 0)] = CurationReason.NO_EMBEDDING.value
+    clock.lap("load")
     _deduplicate(plan, x, ids, d, cfg.seed)
+    clock.lap("dedup")
     _filter(plan, d)
     if len(d.open_rows()) == 0:
         raise ConfigError("no candidates left after deduplication and filters (empty input): nothing to select")
+    clock.lap("filters")
     _select(plan, x, ids, d, cfg.seed)
+    clock.lap("strategy")
     config = {**asdict(cfg), "manifest": manifest_url, "embeddings": embeddings_url, "kind": plan.kind}
-    counts = write_outputs(out, plan.manifest, ids, d, config, plan.budget, time.perf_counter() - start)
+    counts = write_outputs(out, plan.manifest, ids, d, config, plan.budget, clock.laps)
     kept = int((d.reason == "").sum())
     accepted = len(ids) - int((d.reason == "quarantined").sum())
-    return CurationResult(out, len(ids), accepted, kept, plan.budget, counts, time.perf_counter() - start)
+    return CurationResult(out, len(ids), accepted, kept, plan.budget, counts, clock.total())
+
+
+class _Stopwatch:
+    """Seconds per stage, reported in curation.json so users see where the time goes."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.last, 3)
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start

@@ -78,7 +78,8 @@ STRATEGIES: Registry[Strategy] = Registry("selection strategy")
 def create_strategy(name: str, **options: object) -> Strategy:
     """The strategy registered as ``name`` with keyword ``options``; ConfigError naming ``strategy`` if unknown."""
     try:
-        return STRATEGIES.create(name, **options)
+        made: Strategy = STRATEGIES.create(name, **options)
+        return made
     except KeyError as err:
         raise ConfigError(f"strategy: {err.args[0]}") from err
     except TypeError as err:
@@ -87,7 +88,8 @@ def create_strategy(name: str, **options: object) -> Strategy:
 
 def list_strategies(pattern: str = "*") -> list[str]:
     """Registered strategy names matching a glob."""
-    return STRATEGIES.names(pattern)
+    names: list[str] = STRATEGIES.names(pattern)
+    return names
 
 
 def resolve_budget(budget: float | int, total: int) -> int:

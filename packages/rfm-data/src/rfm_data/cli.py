@@ -106,6 +106,29 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_parser(sub: Any) -> None:
+    p = sub.add_parser("label", help="add structured labels from the report text to a manifest (in place)")
+    p.add_argument("manifest", help="dataset URL or its manifest.parquet; reruns reuse the label cache")
+    p.add_argument("--backend", default="rule", help="labeler: rule (default), keyword, llm, learned")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, e.g. url=http://127.0.0.1:8000/v1, model_dir=/models/labeler")
+    p.add_argument("--chunk-size", type=int, default=1024, help="reports per resumable chunk (default 1024)")
+    p.add_argument("--no-plot", action="store_true", help="skip label_prevalence.png")
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from rfm_data.labels.apply import coerce_options, label_manifest
+
+    result = label_manifest(args.manifest, backend=args.backend, options=coerce_options(_options(args.option)),
+                            chunk_size=args.chunk_size, plot=not args.no_plot)
+    statuses = ", ".join(f"{k} {v}" for k, v in result.by_status.items())
+    top = sorted(result.prevalence.items(), key=lambda kv: -kv[1]["positive"])[:5]
+    print(f"{result.manifest_url}: {result.rows} rows labelled with {result.backend} ({statuses}); "
+          f"{result.from_cache} of {result.unique_texts} texts from the cache. Most positive: "
+          + ", ".join(f"{name} {c['positive']}" for name, c in top) + f". Prevalence: {result.prevalence_json}")
+    return 0
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from rfm_data.adapters import list_datasets
 
@@ -124,10 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="print the manifest schema and exit")
     p.add_argument("--limit", type=int, default=20, help="quarantined inputs listed (default 20)")
     sub.add_parser("datasets", help="list the dataset adapters")
+    _label_parser(sub)
     return parser
 
 
-_COMMANDS = {"ingest": _cmd_ingest, "inspect": _cmd_inspect, "datasets": _cmd_datasets}
+_COMMANDS = {"ingest": _cmd_ingest, "inspect": _cmd_inspect, "datasets": _cmd_datasets, "label": _cmd_label}
 
 
 def main(argv: list[str] | None = None) -> int:

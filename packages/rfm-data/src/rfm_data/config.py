@@ -52,7 +52,7 @@ class PixelDtype(str, Enum):
 class Encoding(str, Enum):
     """How pixels are stored inside a shard."""
 
-    RAW = "raw"  # little-endian array bytes (Parquet compresses the column with zstd)
+    RAW = "raw"  # little-endian array bytes (Parquet compresses the column with LZ4)
     PNG = "png"
 
 

@@ -119,6 +119,7 @@ class ShardIndex:
 
     @property
     def total(self) -> int:
+        """Selected samples in the dataset."""
         return int(self.offsets[-1])
 
     def row(self, unit: int, k: int) -> int:
@@ -127,6 +128,7 @@ class ShardIndex:
         return k if rows is None else int(rows[k])
 
     def units_of_shard(self) -> list[np.ndarray]:
+        """Unit indices of each shard, in shard order."""
         return [np.flatnonzero(self.unit_shard == s) for s in range(len(self.urls))]
 
     def fingerprint(self) -> str:
@@ -191,6 +193,7 @@ class _Block:
         self.meta = {name: table.column(name).to_pylist() for name in _META_COLUMNS}
 
     def item(self, row: int) -> Item:
+        """The item dict of ``row`` (pixels decoded now)."""
         m = self.meta
         dtype = m["dtype"][row]
         if dtype not in _FULL_SCALE:
@@ -286,6 +289,7 @@ class _RowGroupReader:
 
     @property
     def cached_groups(self) -> int:
+        """Row groups currently cached in this process."""
         return len(self._cache)
 
 
@@ -646,6 +650,7 @@ class ShardLoader:
         return sum(-(-n // self.batch_size) for n in sizes)
 
     def set_epoch(self, epoch: int) -> None:
+        """See :meth:`StreamingShardDataset.set_epoch`."""
         self.dataset.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, Any]:
@@ -654,6 +659,7 @@ class ShardLoader:
                 "drop_last": self.drop_last}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict` (checked against this loader's settings when iterated)."""
         self.dataset.load_state_dict(state)
         self._resume_config = (int(state["batch_size"]), int(state["num_workers"]), bool(state["drop_last"]))
 

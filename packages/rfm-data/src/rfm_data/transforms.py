@@ -269,6 +269,7 @@ class Resize(GeometricTransform):
         self.fusable = not antialias
 
     def output_size(self, size: Size2) -> Size2:
+        """The size an input of ``size`` is resized to."""
         if not isinstance(self.spatial_size, int):
             return _size2(self.spatial_size)
         h, w = size
@@ -432,6 +433,7 @@ class RandomIntensity(Randomizable, Transform):
         return params
 
     def apply(self, img: Tensor, params: np.ndarray) -> Tensor:
+        """Apply drawn ``params`` (one row per sample)."""
         x, batched = _as_batch(img)
         if x.shape[0] == 1:  # python scalars: broadcasting a (1, 1, 1, 1) tensor costs more than the op
             g, c, b = (float(v) for v in params[0])
@@ -474,6 +476,7 @@ class MapTransform:
         self.allow_missing_keys = allow_missing_keys
 
     def present(self, item: Mapping[str, Any]) -> list[str]:
+        """The keys to transform in ``item``; a missing key raises ``KeyError`` unless allowed."""
         missing = [k for k in self.keys if k not in item]
         if missing and not self.allow_missing_keys:
             raise KeyError(f"{type(self).__name__}: keys {missing} not in item (has {sorted(item)})")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from rfm_data import io
 from rfm_data.errors import ConfigError
 from rfm_data.labels.base import Labeler
-from rfm_data.labels.observations import NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from rfm_data.labels.observations import OBSERVATIONS, POSITIVE, UNCERTAIN
 
 
 @dataclass(frozen=True)

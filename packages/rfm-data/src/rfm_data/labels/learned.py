@@ -66,7 +66,8 @@ class LearnedLabeler:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
         except ImportError as err:
-            raise ConfigError("the learned backend needs transformers and torch: pip install 'rfm-data[learned]'") from err
+            hint = "the learned backend needs transformers and torch: pip install 'rfm-data[learned]'"
+            raise ConfigError(hint) from err
         self.model_dir, self.batch_size, self.max_length, self.max_chars = model_dir, batch_size, max_length, max_chars
         self._torch: Any = torch
         try:

@@ -38,7 +38,7 @@ DEFAULT_PROMPT = (
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-class _Retryable(Exception):
+class _RetryableError(Exception):
     """A failure worth another try (transient HTTP error or a reply that does not fit the schema)."""
 
 
@@ -130,14 +130,14 @@ class LlmLabeler:
                 body = response.read()
         except urllib.error.HTTPError as err:
             if err.code in _RETRY_STATUS:
-                raise _Retryable(f"HTTP {err.code}") from err
+                raise _RetryableError(f"HTTP {err.code}") from err
             raise
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            raise _Retryable(type(err).__name__) from err
+            raise _RetryableError(type(err).__name__) from err
         try:
             return parse_reply(body)
         except SchemaError as err:
-            raise _Retryable(f"invalid reply: {err}") from err
+            raise _RetryableError(f"invalid reply: {err}") from err
 
     def _label_one(self, text: str) -> LabelResult:
         last = ""
@@ -146,7 +146,7 @@ class LlmLabeler:
                 time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
             try:
                 return LabelResult(self._once(text))
-            except _Retryable as err:
+            except _RetryableError as err:
                 last = str(err)
             except (urllib.error.HTTPError, ValueError) as err:
                 return LabelResult({}, LabelStatus.BACKEND_ERROR, f"not retried: {str(err)[:200]}")

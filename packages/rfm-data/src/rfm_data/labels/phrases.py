@@ -21,7 +21,8 @@ from collections.abc import Mapping
 MENTIONS: Mapping[str, tuple[str, ...]] = {
     "Enlarged Cardiomediastinum": (
         "(widened|widening|enlarged|prominent) mediastin*", "mediastin* (widening|enlargement|prominence)",
-        "mediastin* {w} (widened|enlarged|prominent)", "mediastinal (contour*|silhouette) {be} {deg} (widened|enlarged)",
+        "mediastin* {w} (widened|enlarged|prominent)",
+        "mediastinal (contour*|silhouette) {be} {deg} (widened|enlarged)",
         "enlarged cardiomediastinal silhouette", "cardiomediastinal silhouette {be} {deg} (enlarged|widened)",
         "cardiomediastinal (enlargement|widening)", "(widened|wide) mediastinal (contour*|silhouette|xxxx)",
         "prominen* of the (superior |upper |anterior )?mediastin*", "mediastinal (adenopathy|lymphadenopathy)",
@@ -44,18 +45,22 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
     ),
     "Lung Lesion": (
         "nodul*", "mass", "masses", "mass like", "masslike", "tumor*", "(lung|pulmonary|parenchymal|cavitary|"
-        "nodular|spiculated|mass|masslike|apical|hilar|perihilar) lesion*", "tumour*", "neoplas*", "malignan*", "carcinoma",
-        "metasta*", "cavitary (lesion*|mass*)", "cavitation", "cavity", "cavities", "lump*",
+        "nodular|spiculated|mass|masslike|apical|hilar|perihilar) lesion*", "tumour*", "neoplas*", "malignan*",
+        "carcinoma",
+        "metasta*", "fibronodular", "cavitary (lesion*|mass*)", "cavitation", "cavity", "cavities", "lump*",
         "nodular (opacit*|densit*|infiltrat*)+Lung Opacity", "(pulmonary|lung) (mass|nodule)",
     ),
     "Edema": (
-        "edema", "oedema", "edematous", "(vascular|venous|pulmonary) congestion", "congestive heart failure", "congestive failure",
+        "edema", "oedema", "edematous", "(vascular|venous|pulmonary) congestion", "congestive heart failure",
+        "congestive failure",
         "congestive", "chf", "(vascular|pulmonary venous) (engorgement|hypertension)", "cephalization",
-        "kerley b lines", "kerley lines", "central vascular prominence", "pulmonary vascular (prominence|redistribution)", "vascular (prominence|redistribution)",
+        "kerley b lines", "kerley lines", "central vascular prominence",
+        "pulmonary vascular (prominence|redistribution)", "vascular (prominence|redistribution)",
         "vascularity {be} {deg} (increased|prominent|engorged)", "(increased|prominent) (pulmonary )?vascularity",
         "(pulmonary|vascular) (markings|vessels) {be} engorged", "(vessels|vasculature) {be} {deg} engorged",
         "fluid overload", "perihilar haziness", "congestion", "prominen* of the (central )?(pulmonary )?"
-        "(vasculature|vessels|vascularity|xxxx)", "(central|pulmonary) (vascular|vessel) (prominence|engorgement|fullness)",
+        "(vasculature|vessels|vascularity|xxxx)",
+        "(central|pulmonary) (vascular|vessel) (prominence|engorgement|fullness)",
     ),
     "Consolidation": (
         "consolidat*", "consolodation*", "consilidation*",
@@ -66,16 +71,19 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
     ),
     "Atelectasis": (
         "atelecta*", "atelectesis", "atelactasis", "atalectasis", "(lobar|lobe|segmental) collapse",
-        "collapse of the (right|left)? (upper|middle|lower) lobe", "(lung|lobe) {be} collapsed", "collapsed (lung|lobe)",
+        "collapse of the (right|left)? (upper|middle|lower) lobe", "(lung|lobe) {be} collapsed",
+        "collapsed (lung|lobe)",
         "volume loss", "loss of volume", "(discoid|platelike|plate-like|linear|subsegmental) (atelecta*|xxxx)",
     ),
     "Pneumothorax": (
         "pneumothora*", "pneumothoraces", "ptx", "hydropneumothora*+Pneumothorax+Pleural Effusion",
-        "hemopneumothora*+Pneumothorax+Pleural Effusion", "pneumo thorax",
+        "hemopneumothora*+Pneumothorax+Pleural Effusion", "pneumo thorax", "pleural air", "air {w} pleural space",
+        "(effusion|fluid) with (an )?air fluid level*+Pneumothorax+Pleural Effusion",
     ),
     "Pleural Effusion": (
         "effusion*", "pleural fluid", "hydrothorax", "hemothorax", "fluid in the (right|left)? (major|minor)? fissure",
-        "fluid (layering|tracking)", "(right|left|bilateral) (pleural )?fluid", "pleural (effusion*|efusion*|fusion*)", "efusion*",
+        "fluid (layering|tracking)", "(right|left|bilateral) (pleural )?fluid",
+        "pleural (effusion*|efusion*|fusion*)", "efusion*",
     ),
     "Pleural Other": (
         "pleural (thickening|plaque*|scar*|calcification*|reaction)", "pleural-parenchymal scar*",
@@ -88,7 +96,8 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
     ),
     "Support Devices": (
         "(support|medical|monitoring|cardiac) (device*|apparatus)", "device*", "hardware", "(surgical|vascular) clip*",
-        "clip*", "stent*", "(prosthetic|mechanical|replaced|artificial) (valve|valves)", "valve (replacement|prosthesis)",
+        "clip*", "stent*", "(prosthetic|mechanical|replaced|artificial) (valve|valves)",
+        "valve (replacement|prosthesis)",
         "(monitor|monitoring|ecg|ekg|telemetry) (leads|wires|xxxx)", "catheter*", "drain*", "line", "lines",
         "(orthopedic|fixation|surgical) (hardware|plate*|screw*|rod*)", "fixation (plate*|screw*|rod*)",
         "tracheostomy", "trach tube", "tracheostomy tube", "(spinal|vertebral) (fusion hardware|rod*|hardware)",
@@ -102,7 +111,8 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
     ),
     "Nasogastric Tube": (
         "(nasogastric|orogastric|feeding|enteric|esophagogastric|dobhoff|dobbhoff|nasoenteric|gastric) (tube|xxxx)",
-        "(ng|og|ngt|ogt) (tube|xxxx)", "ngt", "ogt", "ng", "og", "dobhoff", "dobbhoff", "(gastric|nasogastric) suction tube",
+        "(ng|og|ngt|ogt) (tube|xxxx)", "ngt", "ogt", "ng", "og", "dobhoff", "dobbhoff",
+        "(gastric|nasogastric) suction tube",
         "feeding catheter",
     ),
     "Central Venous Catheter": (
@@ -123,7 +133,8 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
         "pleurx", "pleur-x", "pleural tube*",
     ),
     "Pacemaker/ICD Leads": (
-        "pacemaker*", "pacer*", "icd", "aicd", "defibrillator*", "implantable (cardioverter )?defibrillator*", "cardioverter defibrillator*",
+        "pacemaker*", "pacer*", "icd", "aicd", "defibrillator*", "implantable (cardioverter )?defibrillator*",
+        "cardioverter defibrillator*",
         "(pacing|pacemaker|transvenous|cardiac|epicardial|icd|pacer) (lead*|wire*|xxxx|generator|device)",
         "(single|dual|dual-chamber|biventricular|triple) (chamber|lead*) (pacemaker|pacer|xxxx|device)",
         "(pacemaker|pacer|generator|xxxx) and leads", "leads", "lead", "generator", "pacing",
@@ -177,7 +188,8 @@ NORMAL_STUDY = (
     "no active (disease|process|cardiopulmonary|lung)", "normal chest", "normal (study|exam|examination|radiograph*)",
     "unremarkable (chest|study|exam|examination|radiograph*)", "no (radiographic )?evidence of (acute )?"
     "(cardiopulmonary|active|acute) (disease|process|abnormality)", "no significant abnormalit*", "no abnormalit*",
-    "within normal limits", "(lungs|heart|chest|mediastinum) {be} {deg} (clear(?! of)|normal|unremarkable)", "clear lungs",
+    "within normal limits", "(lungs|heart|chest|mediastinum) {be} {deg} (clear(?! of)|normal|unremarkable)",
+    "clear lungs",
     "no (acute|significant|focal) (abnormality|findings?|disease)", "no (findings|disease)", "negative chest",
 )
 
@@ -185,21 +197,26 @@ NORMAL_STUDY = (
 # with emphysema or a hiatal hernia is not a normal study, even though no CheXpert pathology applies.
 OTHER_ABNORMAL = (
     "emphysema*", "emphysematous", "copd", "chronic obstructive", "hyperinflat*", "hyperexpan*", "hyperexpansion",
-    "hyperaerat*", "overinflat*", "over inflat*", "overexpan*", "flatten*", "(low|decreased|diminished) (lung )?volume*",
+    "hyperaerat*", "overinflat*", "over inflat*", "overexpan*", "flatten*",
+    "(low|decreased|diminished) (lung )?volume*",
     "hypoinflat*", "hypoventilat*", "poor inspiration", "shallow inspiration", "granuloma*", "granulomatous",
-    "calcifi*", "scar*", "fibros*", "fibrotic", "bronchiectas*", "(interstitial|bronchovascular|lung) markings",
+    "calcifi*", "calcified (nodule*|nodular (opacit*|densit*)|lymph node*)", "scar*", "fibros*", "fibrotic",
+    "bronchiectas*", "(interstitial|bronchovascular|lung) markings",
     "interstitial (disease|lung disease|prominence|changes|pattern)", "bronchitis", "bronchial wall thickening",
     "peribronchial (thickening|cuffing)", "degenerat*", "spondylo*", "osteophyt*", "arthrit*", "arthropathy",
     "scolio*", "kyphos*", "kyphotic", "lordo*", "deformit*", "osteopen*", "osteoporo*", "demineraliz*",
     "tortuous*", "tortuosity", "ectatic", "ectasia", "unfolded", "unfolding", "aneurysm*", "atheroscl*",
     "hernia*", "eventration", "(elevated|elevation of the) (right|left)? hemidiaphragm*", "hemidiaphragm {be} elevated",
     "elevat*", "blunt*", "azygos (lobe|fissure)", "pectus", "cyst*", "bulla*", "bullous", "bleb", "blebs", "lucenc*",
-    "hyperlucen*", "mastectomy", "pneumonectomy", "lobectomy", "resection", "post surgical", "postsurgical", "postoperative",
+    "hyperlucen*", "mastectomy", "pneumonectomy", "lobectomy", "resection", "post surgical", "postsurgical",
+    "postoperative",
     "thickening", "prominen*", "enlarg*", "adenopathy", "lymphadenopathy", "hilar (fullness|prominence)",
     "sclero*", "lytic", "blastic", "dextro*", "situs", "shift*", "pericardial effusion", "pneumoperitoneum",
     "free air", "subcutaneous (emphysema|air|gas)", "foreign bod*", "nipple shadow*", "sarcoid*", "tuberculosis",
     "old (tb|tuberculosis|infection|injury)", "healed", "chronic", "pulmonary (hypertension|arterial hypertension)",
-    "dilat*", "air fluid level*", "(granulomatous|prior|old|previous|healed|remote) (infection|infectious|disease|process)", "hiatal", "fullness", "interstitial", "airway disease", "reactive airway*",
+    "dilat*", "air fluid level*",
+    "(granulomatous|prior|old|previous|healed|remote) (infection|infectious|disease|process)", "hiatal", "fullness",
+    "interstitial", "airway disease", "reactive airway*",
 )
 
 # Negation, uncertainty and scope. Pre-triggers act on mentions after them, post-triggers on mentions
@@ -211,7 +228,8 @@ PRE_NEGATION = (
     "no longer", "no new", "no definite", "no definitive", "no focal", "no convincing", "no visible", "no obvious",
     "no significant", "no large", "no suspicious", "no acute", "no residual", "no identifiable", "no apparent",
     "fails to (demonstrate|reveal|show)", "disappearance of", "no recurrent", "no change to suggest",
-    "there is no", "there are no", "cleared", "(lungs|lung fields) {be} {deg} clear of", "clear of", "exclude* as", "no xxxx", "deny*", "denies",
+    "there is no", "there are no", "cleared", "(lungs|lung fields) {be} {deg} clear of", "clear of", "exclude* as",
+    "no xxxx", "deny*", "denies",
 )
 POST_NEGATION = (
     "not (seen|identified|demonstrated|visualized|evident|present|noted|appreciated|detected|visible|apparent)",
@@ -233,7 +251,8 @@ PRE_UNCERTAINTY = (
 POST_UNCERTAINTY = (
     "(is|are|was|were) (not )?(excluded|possible|suspected|questioned)", "not (excluded|ruled out)",
     "(cannot|can not) be (excluded|ruled out|entirely excluded)", "versus", "vs", "is a consideration",
-    "could be", "may be", "might be", "(is|are) (not )?(entirely )?(excluded)", "\\?", "not (entirely|completely) excluded",
+    "could be", "may be", "might be", "(is|are) (not )?(entirely )?(excluded)", "\\?",
+    "not (entirely|completely) excluded",
     "(is|are) (difficult|hard) to exclude", "(difficult|hard) to exclude", "not (well|entirely) (seen|excluded)",
     "(is|are) (suggested|questioned)", "differential",
     "(may|might|could) not be (demonstrated|seen|visible|visualized|detected|apparent)",
@@ -243,20 +262,24 @@ POST_UNCERTAINTY = (
 # are read as positive (radiologists use them for findings they believe present; "may", "possible",
 # "cannot exclude" stay uncertain), and "likely" must not be taken for the "may" of "may likely".
 PSEUDO_NEGATION = (
-    "likely", "most likely", "more likely", "probab*", "presum*", "compatible with", "favor*", "most consistent with",
+    "likely", "most likely", "more likely", "most suggestive of", "probab*", "presum*", "compatible with", "favor*",
+    "most consistent with",
     "(is|are) (likely|probable|favored)", "represent* (likely|probably)",
     "no (significant |interval |substantial |appreciable |definite |apparent )*(change|changes|increase|decrease|"
     "worsening|improvement|progression|enlargement|difference)", "not (significantly |substantially )?"
     "(changed|increased|decreased|worsened|improved)", "without (significant |interval )*(change|changes)",
     "not only", "no (interval|significant) (change|changes)", "to suggest", "(that|which) (would|might|could) suggest",
-    "to indicate", "to represent", "to be (seen|visualized)", "age indeterminate", "of indeterminate age", "gram negative", "not certain (whether|if)",
-    "no further", "no other", "no additional", "cannot be (assessed|evaluated)", "not (be )?(well )?(assessed|evaluated)",
+    "to indicate", "to represent", "to be (seen|visualized)", "age indeterminate", "of indeterminate age",
+    "gram negative", "not certain (whether|if)",
+    "no further", "no other", "no additional", "cannot be (assessed|evaluated)",
+    "not (be )?(well )?(assessed|evaluated)",
     "not optimally", "not well", "no (comparison|prior|priors|previous)", "no evidence of interval change",
 )
 # Words that end the scope of a trigger inside a sentence.
 TERMINATORS = (
     "but", "however", "although", "though", "aside from", "apart from", "except", "other than", "with the exception",
-    "which", "with", "whereas", "while", "yet", "there (is|are|has been|have been)", "otherwise", "secondary to", "due to",
+    "which", "with", "whereas", "while", "yet", "there (is|are|has been|have been)", "otherwise", "secondary to",
+    "due to",
     "now", "again", "also", "persistent", "persists", "stable", "unchanged", "remains", "remain", "there",
     "likely due to", "related to", "consistent with", "given", "in addition",
 )

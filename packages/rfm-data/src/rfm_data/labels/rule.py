@@ -15,6 +15,7 @@ statement or a negated finding), so an empty or foreign-language text never come
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -63,6 +64,11 @@ def _entries() -> Iterable[tuple[str, Kind, tuple[str, ...]]]:
         yield from ((p, kind, ()) for p in items)
 
 
+# The fingerprint (which keys label caches) covers the phrase lists themselves: editing a list invalidates
+# cached labels without anyone having to remember to bump RULE_VERSION.
+PHRASES_HASH = hashlib.sha256(repr(sorted(_entries())).encode()).hexdigest()[:12]
+
+
 @dataclass
 class _Evidence:
     values: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -108,7 +114,8 @@ class RuleLabeler:
         self._matcher = PhraseMatcher(_entries())
 
     def fingerprint(self) -> str:
-        return f"rule/v{RULE_VERSION}/pre{self.pre_window}/post{self.post_window}/max{self.max_chars}"
+        return (f"rule/v{RULE_VERSION}/phrases-{PHRASES_HASH}/pre{self.pre_window}/post{self.post_window}"
+                f"/max{self.max_chars}")
 
     def _value(self, hits: Sequence[Hit], i: int, sentence: str) -> int:
         before = _backward(hits, i, self.pre_window)
