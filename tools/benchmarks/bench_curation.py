@@ -68,7 +68,7 @@ def build_inputs(workdir: Path, n: int) -> tuple[Path, Path]:
 
 
 CHILD = """
-import json, sys, time
+import json, os, resource, sys, time
 from rfm_curation import CurationConfig, curate
 levels = [int(v) for v in sys.argv[4].split(",")]
 t = time.perf_counter()
@@ -76,7 +76,9 @@ r = curate(sys.argv[1], sys.argv[2], sys.argv[3], CurationConfig(strategy="hkmea
            dedup=("exact", "semantic"), strategy_options={"levels": levels}))
 wall = time.perf_counter() - t
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(json.dumps({"wall_s": wall, "peak_rss_bytes": hwm * 1024, "kept": r.kept}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": hwm * 1024, "kept": r.kept,
+                  "load_avg_1min_after": os.getloadavg()[0]}))
 """
 
 
@@ -174,13 +176,14 @@ def report(rows: list[dict[str, object]], out: Path) -> None:
     from rich.table import Table
 
     t = Table(title="curation: exact+semantic dedup → hkmeans → 22.7 % (2 shared cores)")
-    cols = ["n", "leaf_clusters", "wall_s", "dedup_s", "hkmeans_s", "flat_kmeans_s", "speedup", "rss/emb",
-            "dup_recall", "rare cov. hk/rand"]
+    cols = ["n", "leaf_clusters", "wall_s", "cpu_s", "load", "dedup_s", "hkmeans_s", "flat_kmeans_s", "speedup",
+            "rss/emb", "dup_recall", "rare cov. hk/rand"]
     for c in cols:
         t.add_column(c, justify="right")
     for r in rows:
         st = r["stage_seconds"]
-        t.add_row(f"{r['n']:,}", str(r["leaf_clusters"]), f"{r['wall_s']:.0f}", f"{st['dedup']:.0f}",
+        t.add_row(f"{r['n']:,}", str(r["leaf_clusters"]), f"{r['wall_s']:.0f}", f"{r['cpu_s']:.0f}",
+                  f"{r['load_avg_1min_after']:.1f}", f"{st['dedup']:.0f}",
                   f"{st['strategy']:.0f}", f"{r['flat_kmeans_s']:.0f}", f"{r['speedup_vs_flat']:.0f}x",
                   f"{r['rss_over_embeddings']:.2f}", f"{r['dup_recall']:.4f}",
                   f"{r['rare_covered_hkmeans']}/{r['rare_covered_random']} of {r['rare_components']}")

@@ -68,10 +68,10 @@ def _training_sample(rows: IntArray, k: int, rng: np.random.Generator, per_centr
     return np.sort(rng.choice(rows, cap, replace=False)) if len(rows) > cap else rows
 
 
-def flat_kmeans(x: FloatArray, rows: IntArray, k: int, seed: int, niter: int = 20) -> Clusters:
-    """One k-means over ``x[rows]`` with ``k`` centroids, then every row assigned."""
+def flat_kmeans(x: FloatArray, rows: IntArray, k: int, seed: int, niter: int = 20, per_centroid: int = 256) -> Clusters:
+    """One k-means over ``x[rows]`` with ``k`` centroids trained on at most ``per_centroid * k`` rows, all assigned."""
     rng = np.random.default_rng(seed)
-    centroids = spherical_kmeans(x[_training_sample(rows, k, rng)], k, seed, niter)
+    centroids = spherical_kmeans(x[_training_sample(rows, k, rng, per_centroid)], k, seed, niter)
     labels, sims = assign(x, rows, centroids)
     return Clusters(labels, centroids, sims)
 
@@ -87,7 +87,9 @@ def _leaf_shares(sizes: IntArray, k: int) -> IntArray:
     return out
 
 
-def kmeans_tree(x: FloatArray, rows: IntArray, k: int, seed: int, niter: int = 20) -> Clusters:
+def kmeans_tree(
+    x: FloatArray, rows: IntArray, k: int, seed: int, niter: int = 20, per_centroid: int = 256
+) -> Clusters:
     """About ``k`` clusters of ``x[rows]`` by two-level (coarse → per-cell) spherical k-means.
 
     Args:
@@ -96,14 +98,15 @@ def kmeans_tree(x: FloatArray, rows: IntArray, k: int, seed: int, niter: int = 2
         k: total number of clusters wanted (the result may have slightly fewer when cells are tiny).
         seed: seeds every k-means and subsample.
         niter: k-means iterations at each level.
+        per_centroid: training rows per centroid at most (the rest are only assigned).
 
     Returns:
         Clusters aligned with ``rows``; labels are 0..len(centroids)-1.
     """
     k = max(1, min(k, len(rows)))
     if k < FLAT_BELOW:
-        return flat_kmeans(x, rows, k, seed, niter)
-    coarse = flat_kmeans(x, rows, int(np.ceil(np.sqrt(k))), seed, niter)
+        return flat_kmeans(x, rows, k, seed, niter, per_centroid)
+    coarse = flat_kmeans(x, rows, int(np.ceil(np.sqrt(k))), seed, niter, per_centroid)
     sizes = np.bincount(coarse.labels, minlength=len(coarse.centroids)).astype(np.int64)
     shares = _leaf_shares(np.maximum(sizes, 1), k)
     labels = np.empty(len(rows), dtype=np.int64)
@@ -116,7 +119,7 @@ def kmeans_tree(x: FloatArray, rows: IntArray, k: int, seed: int, niter: int = 2
         members = order[bounds[cell] : bounds[cell + 1]]
         if len(members) == 0:
             continue
-        fine = flat_kmeans(x, rows[members], int(shares[cell]), seed + 1 + cell, niter)
+        fine = flat_kmeans(x, rows[members], int(shares[cell]), seed + 1 + cell, niter, per_centroid)
         labels[members] = fine.labels + offset
         sims[members] = fine.similarity
         centroids.append(fine.centroids)

@@ -30,8 +30,8 @@ POINTS_PER_LEAF = 128  # default level-1 cluster size when no levels are given
 
 
 def default_levels(n: int) -> list[int]:
-    """Level sizes for ``n`` points: ~n/128 leaves, then each level ten times fewer (at least 2)."""
-    k1 = max(2, min(n, n // POINTS_PER_LEAF))
+    """Level sizes for ``n`` points: ~n/128 leaves (~√n below 16k points), then ten times fewer per level."""
+    k1 = max(2, min(n, max(n // POINTS_PER_LEAF, round(n**0.5))))
     return [k1] + [k for k in (k1 // 10, k1 // 100) if k >= 2]
 
 

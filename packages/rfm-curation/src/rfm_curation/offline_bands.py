@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rfm_curation.bands import Band, assign_bands, band_names, farthest_point_sampling, split_budget, zscores
-from rfm_curation.clustering import FloatArray, IntArray, flat_kmeans
+from rfm_curation.clustering import FloatArray, IntArray, kmeans_tree
 from rfm_curation.strategies import STRATEGIES, BoolArray, Candidates, Choice
 
 PAPER_PROTOTYPES = 32
@@ -37,8 +37,11 @@ def _pick(x: FloatArray, rows: IntArray, pool: BoolArray, clusters: IntArray, bu
     """``budget`` of the ``pool`` samples: split ∝ n^0.5 over clusters, farthest-point sampled inside each."""
     keep = np.zeros(len(pool), dtype=bool)
     quotas = split_budget(np.bincount(clusters[pool], minlength=k).astype(np.int64), budget, power=0.5)
+    in_pool = np.flatnonzero(pool)
+    order = in_pool[np.argsort(clusters[in_pool], kind="stable")]
+    bounds = np.searchsorted(clusters[order], np.arange(k + 1))
     for cluster in np.flatnonzero(quotas):
-        members = np.flatnonzero(pool & (clusters == cluster))
+        members = order[bounds[cluster] : bounds[cluster + 1]]
         q = int(quotas[cluster])
         if q < len(members):
             members = members[farthest_point_sampling(x[rows[members]], q, seed=rng)]
@@ -62,7 +65,7 @@ class PrototypeBandsStrategy:
         x = candidates.embeddings("chexficient")
         n = len(candidates)
         k = min(n, self.prototypes or default_prototypes(n))
-        fit = flat_kmeans(x, candidates.rows, k, seed, self.niter)
+        fit = kmeans_tree(x, candidates.rows, k, seed, self.niter)  # flat k-means below 256 prototypes
         distances = 1.0 - fit.similarity.astype(np.float64)
         bands = assign_bands(distances, fit.labels, k)
         tail = bands == Band.TAIL.code

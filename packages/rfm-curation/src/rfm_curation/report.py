@@ -59,11 +59,23 @@ def _cluster_lines(before: npt.NDArray[np.int64], after: npt.NDArray[np.int64]) 
     if len(before) == 0:
         return ["The strategy uses no clusters."]
     small = before <= np.quantile(before, 0.1)
-    lines = ["| | clusters | min | median | max | covered (≥ 1 kept) | kept from the smallest 10 % |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| | clusters with samples | min | median | max | samples in the smallest 10 % of clusters |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, sizes in (("before", before), ("after", after)):
         lines.append(f"| {name} | {int((sizes > 0).sum())} | {int(sizes.min())} | {float(np.median(sizes)):g} | "
-                     f"{int(sizes.max())} | {int((sizes > 0).sum())} | {int(sizes[small].sum())} |")
+                     f"{int(sizes.max())} | {int(sizes[small].sum())} |")
+    return lines
+
+
+def _band_lines(selection: pa.Table) -> list[str]:
+    """Candidates and kept per band (strategies that assign bands: CheXficient's, label_balance's rarest label)."""
+    band = np.asarray(selection["band"].to_numpy(zero_copy_only=False), dtype=str)
+    kept = selection["kept"].to_numpy(zero_copy_only=False)
+    names = sorted(set(band[band != ""].tolist()))
+    if not names or len(names) > 3 * TOP:  # hkmeans' top clusters are summarised by the cluster table instead
+        return []
+    lines = ["", "| band | candidates | kept |", "|---|---:|---:|"]
+    lines += [f"| {n} | {int((band == n).sum())} | {int(((band == n) & kept).sum())} |" for n in names]
     return lines
 
 
@@ -104,7 +116,7 @@ def render_markdown(selection: pa.Table, labels: pa.ChunkedArray, duplicates: pa
              "manifest). Per-sample decisions: `selection.parquet`; figure: `report.png`.", "",
              "## Outcome per reason", "", *_reason_table(selection), "",
              "## Duplicates", "", *_duplicate_lines(duplicates), "",
-             "## Cluster sizes (strategy clusters)", "", *_cluster_lines(before, after), "",
+             "## Cluster sizes (strategy clusters)", "", *_cluster_lines(before, after), *_band_lines(selection), "",
              "## Label prevalence (positives, accepted → kept)", "",
              *_label_lines(positive_counts(labels, accepted), positive_counts(labels, kept),
                            int(accepted.sum()), int(kept.sum())), ""]

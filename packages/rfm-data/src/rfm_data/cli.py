@@ -74,7 +74,6 @@ def _options(pairs: list[str]) -> dict[str, str]:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from rfm_data.ingest import ingest
-    from rfm_data.summary import render
 
     result = ingest(args.source, args.dest, _config(args), dataset=args.dataset,
                     adapter_options=_options(args.option), progress=not args.no_progress)

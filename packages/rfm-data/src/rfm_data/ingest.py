@@ -167,25 +167,23 @@ def _execute(tasks: Sequence[ShardTask], dest: str, cfg: IngestConfig, key: byte
 
 def _merge_parts(dest: str, tasks: Sequence[ShardTask]) -> None:
     """Concatenate the manifest parts in plan order, streaming (memory bounded by one part)."""
-    fs, _ = io.filesystem(dest)
     with io.atomic_write(io.join(dest, MANIFEST_NAME)) as f, pq.ParquetWriter(
         f, MANIFEST_SCHEMA, compression="zstd"
     ) as writer:
         for task in tasks:
-            _, path = io.filesystem(io.join(dest, part_name(task.index)))
-            writer.write_table(pq.read_table(path, filesystem=fs, schema=MANIFEST_SCHEMA))
+            writer.write_table(io.read_parquet(io.join(dest, part_name(task.index))).cast(MANIFEST_SCHEMA))
 
 
 def _shard_list(dest: str, tasks: Sequence[ShardTask]) -> list[dict[str, Any]]:
     fs, _ = io.filesystem(dest)
     shards = []
     for task in tasks:
-        _, path = io.filesystem(io.join(dest, shard_name(task.index)))
-        rows = pq.ParquetFile(path, filesystem=fs).metadata.num_rows
+        url = io.join(dest, shard_name(task.index))
+        rows = io.parquet_rows(url)
         if rows:
             shards.append({"name": shard_name(task.index), "rows": rows})
         else:  # every item of this shard was quarantined: an empty shard is noise for loaders
-            fs.rm(path)
+            fs.rm(io.filesystem(url)[1])
     return shards
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from rfm_data.errors import QuarantineError, Reason
@@ -53,6 +55,27 @@ def read_bytes(url: str, max_bytes: int | None = None) -> bytes:
     if not data:
         raise QuarantineError(Reason.EMPTY_FILE, "file has no bytes")
     return data
+
+
+def read_parquet(url: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """A whole Parquet file (or some ``columns``), read synchronously on any fsspec URL.
+
+    Always through ``ParquetFile`` without pre-buffering: ``pq.read_table`` over a Python (fsspec) file
+    pre-buffers with Arrow futures that can outlive the call and abort the interpreter at exit
+    ("terminate called without an active exception") when they release their Python buffers.
+    """
+    fs, path = filesystem(url)
+    if protocol_of(url) == "file":
+        return pq.ParquetFile(path).read(columns=list(columns) if columns else None)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f, pre_buffer=False).read(columns=list(columns) if columns else None)
+
+
+def parquet_rows(url: str) -> int:
+    """Row count from the Parquet footer (no data read)."""
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as f:
+        return int(pq.ParquetFile(f, pre_buffer=False).metadata.num_rows)
 
 
 def exists(url: str) -> bool:

@@ -259,7 +259,8 @@ class _RowGroupReader:
         else:
             fs, path = io.filesystem(url)
             handle = fs.open(path, "rb")
-            pf = pq.ParquetFile(handle, pre_buffer=True)
+            # No pre_buffer: its Arrow futures hold Python buffers and can abort the interpreter at exit.
+            pf = pq.ParquetFile(handle, pre_buffer=False)
         self._files[shard] = (handle, pf)
         while len(self._files) > self.max_open:
             old_handle, old_pf = self._files.popitem(last=False)[1]

@@ -91,9 +91,7 @@ def write_manifest(table: pa.Table, url: str) -> None:
 
 def read_manifest(url: str) -> pa.Table:
     """Read a manifest, checking its schema version."""
-    fs, path = io.filesystem(url)
-    with fs.open(path, "rb") as f:
-        table = pq.read_table(f)
+    table = io.read_parquet(url)
     version = (table.schema.metadata or {}).get(VERSION_KEY, b"").decode()
     if not version:
         raise ConfigError(f"{url} is not an rfm manifest (no {VERSION_KEY.decode()} metadata)")

@@ -129,19 +129,4 @@ def write_shard(url: str, rows: Sequence[dict[str, Any]], encoding: Encoding) ->
 
 def read_shard(url: str, columns: Sequence[str] | None = None) -> pa.Table:
     """The whole shard (or some ``columns``) as an Arrow table."""
-    fs, path = io.filesystem(url)
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=list(columns) if columns else None)
-
-
-def shard_is_complete(url: str, expected_rows: int | None = None) -> bool:
-    """True if ``url`` is a readable shard (with ``expected_rows`` rows when given)."""
-    fs, path = io.filesystem(url)
-    if not fs.exists(path):
-        return False
-    try:
-        with fs.open(path, "rb") as f:
-            rows = pq.ParquetFile(f).metadata.num_rows
-    except Exception:  # a foreign or damaged file: rewrite it
-        return False
-    return expected_rows is None or rows == expected_rows
+    return io.read_parquet(url, columns)
