@@ -70,10 +70,11 @@ def build_inputs(workdir: Path, n: int) -> tuple[Path, Path]:
 CHILD = """
 import json, os, resource, sys, time
 from rfm_curation import CurationConfig, curate
-levels = [int(v) for v in sys.argv[4].split(",")]
+strategy, dedup = sys.argv[6], tuple(sys.argv[7].split(","))
+options = {"levels": [int(v) for v in sys.argv[4].split(",")]} if strategy == "hkmeans" else {}
 t = time.perf_counter()
-r = curate(sys.argv[1], sys.argv[2], sys.argv[3], CurationConfig(strategy="hkmeans", budget=float(sys.argv[5]),
-           dedup=("exact", "semantic"), strategy_options={"levels": levels}))
+r = curate(sys.argv[1], sys.argv[2], sys.argv[3], CurationConfig(strategy=strategy, budget=float(sys.argv[5]),
+           dedup=dedup, strategy_options=options))
 wall = time.perf_counter() - t
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -82,9 +83,11 @@ print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_
 """
 
 
-def run_curation(dataset: Path, store: Path, out: Path, levels: list[int]) -> dict[str, float]:
-    """End-to-end curate in a fresh process: wall time and peak RSS."""
-    args = [sys.executable, "-c", CHILD, str(dataset), str(store), str(out), ",".join(map(str, levels)), str(BUDGET)]
+def run_curation(dataset: Path, store: Path, out: Path, levels: list[int], strategy: str = "hkmeans",
+                 dedup: str = "exact,semantic") -> dict[str, float]:
+    """End-to-end curate in a fresh process: wall time, CPU time and peak RSS."""
+    args = [sys.executable, "-c", CHILD, str(dataset), str(store), str(out), ",".join(map(str, levels)), str(BUDGET),
+            strategy, dedup]
     done = subprocess.run(args, check=True, capture_output=True, text=True)
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     result["stage_seconds"] = json.loads((out / "curation.json").read_text())["stage_seconds"]
@@ -144,6 +147,7 @@ def main() -> int:
     p.add_argument("--flat-probe", type=int, default=50_000)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/rfm-bench-curation"))
     p.add_argument("--out", type=Path, default=ROOT / "tools/benchmarks/results/curation.json")
+    p.add_argument("--strategies-at", type=int, default=1_235_004, help="size for all strategies side by side (0: skip)")
     a = p.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -162,11 +166,27 @@ def main() -> int:
         row["speedup_vs_flat"] = flat_s / row["stage_seconds"]["strategy"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    report(rows, a.out)
+    side = all_strategies(a.workdir, a.strategies_at) if a.strategies_at else []
+    report(rows, side, a.out)
     return 0
 
 
-def report(rows: list[dict[str, object]], out: Path) -> None:
+def all_strategies(workdir: Path, n: int) -> list[dict[str, object]]:
+    """Every registered strategy at size ``n``, after exact dedup only (so the strategy's own cost shows)."""
+    dataset, store = build_inputs(workdir, n)
+    k = leaf_clusters(n)
+    out = []
+    for strategy in ("random", "label_balance", "hkmeans", "chexficient"):
+        res = run_curation(dataset, store, workdir / f"side_{strategy}_{n}", [k, k // 10, k // 100], strategy, "exact")
+        q = quality(workdir, n, workdir / f"side_{strategy}_{n}")
+        row = {"strategy": strategy, "n": n, **res, "rare_covered": q["rare_covered_hkmeans"],
+               "rare_samples": q["rare_samples_hkmeans"], "rare_components": q["rare_components"]}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+def report(rows: list[dict[str, object]], side: list[dict[str, object]], out: Path) -> None:
     """Rich table, JSON and a time-vs-N chart."""
     import matplotlib
 
@@ -187,9 +207,19 @@ def report(rows: list[dict[str, object]], out: Path) -> None:
                   f"{st['strategy']:.0f}", f"{r['flat_kmeans_s']:.0f}", f"{r['speedup_vs_flat']:.0f}x",
                   f"{r['rss_over_embeddings']:.2f}", f"{r['dup_recall']:.4f}",
                   f"{r['rare_covered_hkmeans']}/{r['rare_covered_random']} of {r['rare_components']}")
-    Console(width=170).print(t)
+    console = Console(width=170)
+    console.print(t)
+    s = Table(title="all strategies side by side, after exact dedup, 22.7 %")
+    for c in ("strategy", "n", "wall_s", "cpu_s", "strategy_s", "rss/emb", "rare components covered", "rare samples"):
+        s.add_column(c, justify="right")
+    for r in side:
+        s.add_row(str(r["strategy"]), f"{r['n']:,}", f"{r['wall_s']:.0f}", f"{r['cpu_s']:.0f}",
+                  f"{r['stage_seconds']['strategy']:.0f}", f"{r['peak_rss_bytes'] / (r['n'] * 2048):.2f}",
+                  f"{r['rare_covered']} of {r['rare_components']}", str(r["rare_samples"]))
+    console.print(s)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"budget": BUDGET, "cpu_count": os.cpu_count(), "rows": rows}, indent=2))
+    out.write_text(json.dumps({"budget": BUDGET, "cpu_count": os.cpu_count(), "rows": rows, "strategies": side},
+                              indent=2))
     fig, ax = plt.subplots(figsize=(6, 4))
     ns = [r["n"] for r in rows]
     ax.plot(ns, [r["wall_s"] for r in rows], "o-", label="curate end to end (dedup + hkmeans + write)")
