@@ -147,7 +147,7 @@ def main() -> int:
     p.add_argument("--flat-probe", type=int, default=50_000)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/rfm-bench-curation"))
     p.add_argument("--out", type=Path, default=ROOT / "tools/benchmarks/results/curation.json")
-    p.add_argument("--strategies-at", type=int, default=1_235_004, help="size for all strategies side by side (0: skip)")
+    p.add_argument("--strategies-at", type=int, default=1_235_004, help="size for all strategies (0: skip)")
     a = p.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -1,9 +1,10 @@
 """Ingest benchmark: 2,000 x 2,500 16-bit DICOMs (uncompressed and JPEG 2000 lossless) → shards.
 
-Peak RSS is the main ingest process's (with 1 worker, everything runs in it). Builds real-looking sources from real CXRs of the development data (upsampled to 2,500 x 2,000, stored as
+Builds real-looking sources from real CXRs of the development data (upsampled to 2,500 x 2,000, stored as
 12-bit values in 16-bit words, MONOCHROME2, with a window), then ingests each set in a fresh process with one
-worker (images/s per core) and with all cores, and measures the peak RSS of ingesting N and 4N images
-(memory must not grow with dataset size). Prints a table, writes JSON and a PNG chart.
+worker and with all cores (JPEG 2000 also with the reduced-resolution decode switched off), and measures the
+peak RSS of ingesting N and 4N images with one worker (memory must not grow with dataset size). Throughput per
+core is images per CPU-second of the ingest process and its workers. Prints a table, writes JSON and a PNG.
 
     .venv/bin/python tools/benchmarks/bench_ingest.py --n 64 --out tools/benchmarks/results/ingest.json
 """
@@ -40,9 +41,9 @@ def _source_pixels(n: int) -> list[np.ndarray]:
 
 
 def _write_dicom(pixels: np.ndarray, path: Path, index: int, j2k: bool) -> None:
+    from pydicom import Dataset
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid
-    from pydicom import Dataset
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -72,7 +73,7 @@ def build_sources(workdir: Path, n: int) -> dict[str, Path]:
         if len(list(folder.glob("*.dcm"))) >= n:
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        pixels = pixels or _source_pixels(n)
+        pixels = pixels if pixels is not None else _source_pixels(n)
         for i, px in enumerate(pixels):
             _write_dicom(px, folder / f"img{i:05d}.dcm", i, j2k=name == "jpeg2000")
     return sets
@@ -80,12 +81,12 @@ def build_sources(workdir: Path, n: int) -> dict[str, Path]:
 
 _CHILD = """
 import json, resource, sys, time
-from rfm_data.config import DeidConfig, IngestConfig
+from rfm_data.config import DeidConfig, DicomConfig, IngestConfig
 from rfm_data.ingest import ingest
 t = time.perf_counter()
-r = ingest(sys.argv[1], sys.argv[2], IngestConfig(workers=int(sys.argv[3]), shard_size=8,
-           deid=DeidConfig(key="bench")), dataset="dicom_folder", progress=False,
-           adapter_options={"limit": int(sys.argv[4])} if int(sys.argv[4]) else None)
+cfg = IngestConfig(workers=int(sys.argv[3]), shard_size=8, deid=DeidConfig(key="bench"),
+                   dicom=DicomConfig(reduced_decode=sys.argv[4] == "reduced"))
+r = ingest(sys.argv[1], sys.argv[2], cfg, dataset="dicom_folder", progress=False)
 # VmHWM, not ru_maxrss: ru_maxrss survives fork+exec, so it would report the parent's peak.
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 # CPU seconds of this process and its (reaped) workers: per-core throughput whatever the decoder's threading.
@@ -96,9 +97,9 @@ print(json.dumps({"seconds": time.perf_counter() - t, "cpu_seconds": cpu, "image
 """
 
 
-def run_ingest(source: Path, workers: int, dest: Path) -> dict[str, float]:
+def run_ingest(source: Path, workers: int, dest: Path, decode: str = "reduced") -> dict[str, float]:
     """Ingest ``source`` into ``dest`` in a fresh Python process; its timing and peak RSS."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(source), str(dest), str(workers), "0"],
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(source), str(dest), str(workers), decode],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -113,14 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     sets = build_sources(workdir, args.n)
     cores = os.cpu_count() or 1
     rows = []
-    for name, folder in sets.items():
-        for workers in sorted({1, cores}):
-            with tempfile.TemporaryDirectory() as tmp:
-                res = run_ingest(folder, workers, Path(tmp) / "out")
-            rate = res["images"] / res["seconds"]
-            rows.append({"source": name, "workers": workers, **res, "images_per_s": rate,
-                         "images_per_cpu_s": res["images"] / res["cpu_seconds"],
-                         "source_mb_per_image": _mb_per_file(folder)})
+    runs = [(name, folder, workers, "reduced") for name, folder in sets.items() for workers in sorted({1, cores})]
+    runs.insert(2, ("jpeg2000", sets["jpeg2000"], 1, "full"))  # the reduced-resolution decode, switched off
+    for name, folder, workers, decode in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = run_ingest(folder, workers, Path(tmp) / "out", decode)
+        rate = res["images"] / res["seconds"]
+        label = f"{name} (full-res decode)" if decode == "full" else name
+        rows.append({"source": label, "workers": workers, **res, "images_per_s": rate,
+                     "images_per_cpu_s": res["images"] / res["cpu_seconds"],
+                     "source_mb_per_image": _mb_per_file(folder)})
     memory = _memory_growth(workdir, sets["uncompressed"], args.n)
     _report(rows, memory, args.out)
     return 0
@@ -160,7 +163,8 @@ def _report(rows: list[dict[str, float | str]], memory: dict[str, float], out: P
                       f"{r['images_per_s']:.2f}", f"{r['images_per_cpu_s']:.2f}", f"{r['peak_rss_mb']:.0f}")
     console = Console(width=120)
     console.print(table)
-    console.print(f"peak RSS, 1 worker: N images {memory['peak_rss_mb_n']:.0f} MB, 4N {memory['peak_rss_mb_4n']:.0f} MB")
+    n_mb, n4_mb = memory["peak_rss_mb_n"], memory["peak_rss_mb_4n"]
+    console.print(f"peak RSS, 1 worker: N images {n_mb:.0f} MB, 4N {n4_mb:.0f} MB")
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "ingest", "rows": rows, "memory": memory, "cpu_count": os.cpu_count(),
            "date": time.strftime("%Y-%m-%d")}

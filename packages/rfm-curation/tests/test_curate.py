@@ -114,3 +114,14 @@ def test_curation_reads_and_writes_fsspec_urls(sample_dataset: str, sample_store
     result = curate(sample_dataset, sample_store, out, CurationConfig(strategy="random", budget=10))
     assert result.kept == 10
     assert read_manifest(f"{out}/manifest.parquet")["curation_kept"].to_pylist().count(True) == 10
+
+
+def test_a_manifest_without_accepted_samples_is_empty_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_manifest(to_table([{"sample_id": "a", "status": "quarantined", "reason": "truncated"}]),
+                   str(tmp_path / "ds" / "manifest.parquet"))
+    with pytest.raises(ConfigError, match="budget: there are no samples to select from"):
+        curate(str(tmp_path / "ds"), None, str(tmp_path / "out"), CurationConfig(strategy="random", dedup=()))
+    assert main(["run", str(tmp_path / "nowhere"), "--strategy", "random", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "manifest:" in err and "does not exist" in err
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ tools/benchmarks/bench_curation.py).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
@@ -101,7 +102,8 @@ def kmeans_tree(
         per_centroid: training rows per centroid at most (the rest are only assigned).
 
     Returns:
-        Clusters aligned with ``rows``; labels are 0..len(centroids)-1.
+        Clusters aligned with ``rows``; labels are 0..len(centroids)-1. Deterministic for a seed, whatever the
+        number of threads.
     """
     k = max(1, min(k, len(rows)))
     if k < FLAT_BELOW:
@@ -109,19 +111,22 @@ def kmeans_tree(
     coarse = flat_kmeans(x, rows, int(np.ceil(np.sqrt(k))), seed, niter, per_centroid)
     sizes = np.bincount(coarse.labels, minlength=len(coarse.centroids)).astype(np.int64)
     shares = _leaf_shares(np.maximum(sizes, 1), k)
-    labels = np.empty(len(rows), dtype=np.int64)
-    sims = np.empty(len(rows), dtype=np.float32)
-    centroids: list[FloatArray] = []
-    offset = 0
     order = np.argsort(coarse.labels, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    for cell in range(len(sizes)):
-        members = order[bounds[cell] : bounds[cell + 1]]
-        if len(members) == 0:
-            continue
-        fine = flat_kmeans(x, rows[members], int(shares[cell]), seed + 1 + cell, niter, per_centroid)
+    cells = [order[bounds[c] : bounds[c + 1]] for c in range(len(sizes))]
+
+    def fit(cell: int) -> Clusters:
+        return flat_kmeans(x, rows[cells[cell]], int(shares[cell]), seed + 1 + cell, niter, per_centroid)
+
+    # Cells are small: one single-threaded faiss call per cell, cells in parallel. OpenMP inside each small
+    # call spends more time synchronising (and spin-waiting, 3x slower on a shared machine) than computing.
+    with ThreadPoolExecutor(faiss.omp_get_max_threads(), initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
+        fits = list(pool.map(fit, [c for c in range(len(sizes)) if len(cells[c])]))
+    labels = np.empty(len(rows), dtype=np.int64)
+    sims = np.empty(len(rows), dtype=np.float32)
+    offset = 0
+    for members, fine in zip([c for c in cells if len(c)], fits, strict=True):
         labels[members] = fine.labels + offset
         sims[members] = fine.similarity
-        centroids.append(fine.centroids)
         offset += len(fine.centroids)
-    return Clusters(labels, np.concatenate(centroids), sims)
+    return Clusters(labels, np.concatenate([f.centroids for f in fits]), sims)

@@ -7,6 +7,7 @@ depend on row order, seeds or thread count.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
@@ -20,7 +21,6 @@ from rfm_curation.clustering import FloatArray, IntArray, kmeans_tree
 SEMANTIC_THRESHOLD = 0.97  # cosine similarity at or above which two embeddings count as the same sample
 PHASH_MAX_DISTANCE = 8  # differing bits (of 256) at or below which two images count as the same picture
 SEMANTIC_CLUSTER_SIZE = 128  # average k-means cluster size within which pairs are compared
-DENSE_BLOCK = 4096  # clusters up to this size are compared with one dense similarity matrix
 
 
 @dataclass
@@ -37,15 +37,10 @@ class Pairs:
 
 
 def _close_pairs(block: FloatArray, threshold: float) -> tuple[IntArray, IntArray, FloatArray]:
-    """Pairs ``i < j`` of rows of ``block`` with inner product ≥ ``threshold``."""
-    if len(block) <= DENSE_BLOCK:
-        # One small matrix product is far cheaper than a faiss range search call at typical cluster sizes.
-        sims = block @ block.T
-        i, j = np.nonzero(np.triu(sims >= threshold, k=1))
-        return i.astype(np.int64), j.astype(np.int64), sims[i, j]
+    """Pairs ``i < j`` of rows of ``block`` with inner product ≥ ``threshold`` (faiss range search)."""
     index = faiss.IndexFlatIP(block.shape[1])
     index.add(block)
-    # Range search keeps only the near-identical pairs instead of a dense n x n block; it keeps values > radius.
+    # Range search returns only the few near-identical pairs; it keeps values strictly above the radius.
     lims, dist, found = index.range_search(block, float(np.nextafter(np.float32(threshold), np.float32(-1))))
     query = np.repeat(np.arange(len(block)), np.diff(lims.astype(np.int64)).astype(np.int64))
     upper = found > query
@@ -133,15 +128,16 @@ def _pairs_within_clusters(x: FloatArray, rows: IntArray, threshold: float, clus
     clusters = kmeans_tree(x, rows, max(1, len(rows) // cluster_size), seed, niter=10)
     order = np.argsort(clusters.labels, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(clusters.labels))])
-    left, right, sims = [], [], []
-    for c in range(len(bounds) - 1):
-        members = order[bounds[c] : bounds[c + 1]]
-        if len(members) < 2:
-            continue
+    groups = [order[bounds[c] : bounds[c + 1]] for c in range(len(bounds) - 1) if bounds[c + 1] - bounds[c] > 1]
+
+    def search(members: IntArray) -> tuple[IntArray, IntArray, FloatArray]:
         i, j, s = _close_pairs(np.ascontiguousarray(x[rows[members]]), threshold)
-        left.append(members[i])
-        right.append(members[j])
-        sims.append(s)
-    if not left:
+        return members[i], members[j], s
+
+    # Many small independent blocks: parallel over clusters, one thread each (the products release the GIL).
+    with ThreadPoolExecutor(faiss.omp_get_max_threads(), initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
+        found = list(pool.map(search, groups))
+    if not found:
         return Pairs.empty()
-    return Pairs(np.concatenate(left), np.concatenate(right), np.concatenate(sims).astype(np.float32))
+    return Pairs(np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]),
+                 np.concatenate([f[2] for f in found]).astype(np.float32))

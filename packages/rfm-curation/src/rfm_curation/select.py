@@ -113,6 +113,8 @@ def _pick_kind(store: EmbeddingStore, kind: str | None) -> str:
 
 def _plan(manifest_url: str, embeddings_url: str | None, cfg: CurationConfig) -> _Plan:
     url = manifest_url_of(manifest_url)
+    if not io.exists(url):
+        raise ConfigError(f"manifest: {url} does not exist (give an rfm-data dataset folder or its manifest.parquet)")
     manifest = read_manifest(url)
     accepted = int(pc.sum(pc.equal(manifest["status"], "accepted")).as_py() or 0)
     budget = strategies.resolve_budget(cfg.budget, accepted)
@@ -185,7 +187,10 @@ def _filter(plan: _Plan, d: Decisions) -> None:
 
 def _select(plan: _Plan, x: FloatArray | None, ids: npt.NDArray[np.str_], d: Decisions, seed: int) -> None:
     open_rows = d.open_rows()
-    labels = [dict(c or []) for c in plan.manifest["labels"].take(pa.array(open_rows)).to_pylist()]
+    cells = plan.manifest["labels"].take(pa.array(open_rows))
+    # Building a dict per row costs seconds at a million rows: skip it when no row has any label.
+    has_labels = any(len(chunk.keys) for chunk in cells.chunks)
+    labels = [dict(c or []) for c in cells.to_pylist()] if has_labels else [{}] * len(open_rows)
     cands = strategies.Candidates(ids[open_rows], plan.store_rows[open_rows], x, labels)
     choice = plan.strategy.select(cands, plan.budget, seed)
     d.reason[open_rows[~choice.keep]] = CurationReason.NOT_SELECTED.value

@@ -43,6 +43,8 @@ def _ingest_parser(sub: Any) -> None:
     p.add_argument("--voi", choices=_choices(VoiMode), default=VoiMode.AUTO.value,
                    help="DICOM VOI: auto = the file's VOI LUT or window (standard), else min-max")
     p.add_argument("--frame", choices=_choices(FramePolicy), default=FramePolicy.FIRST.value)
+    p.add_argument("--full-res-decode", action="store_true",
+                   help="decode JPEG 2000 at full resolution (default: the wavelet level covering 2x --long-side)")
     p.add_argument("--burned-in", choices=_choices(BurnedInPolicy), default=BurnedInPolicy.QUARANTINE.value)
     p.add_argument("--deid-key-env", default="RFM_DEID_KEY",
                    help="environment variable holding the pseudonymisation key (default RFM_DEID_KEY)")
@@ -55,7 +57,8 @@ def _config(args: argparse.Namespace) -> IngestConfig:
         shard_size=args.shard_size,
         workers=args.workers,
         require_report=args.require_report,
-        dicom=DicomConfig(voi=VoiMode(args.voi), frame=FramePolicy(args.frame)),
+        dicom=DicomConfig(voi=VoiMode(args.voi), frame=FramePolicy(args.frame),
+                          reduced_decode=not args.full_res_decode),
         deid=DeidConfig(key_env=args.deid_key_env, burned_in=BurnedInPolicy(args.burned_in)),
         preprocess=PreprocessConfig(long_side=args.long_side, resize=ResizeMode(args.resize),
                                     dtype=PixelDtype(args.dtype), encoding=Encoding(args.encoding)),

@@ -134,7 +134,8 @@ def run_shard(task: ShardTask, dest: str, cfg: IngestConfig, key: bytes) -> tupl
     part_url = io.join(dest, part_name(task.index))
     if io.exists(part_url):
         return task.index, True
-    options = ReadOptions(pseudonymize=Pseudonymizer(key), dicom=cfg.dicom, burned_in=cfg.deid.burned_in)
+    options = ReadOptions(pseudonymize=Pseudonymizer(key), dicom=cfg.dicom, burned_in=cfg.deid.burned_in,
+                          decode_long_side=2 * cfg.preprocess.long_side if cfg.dicom.reduced_decode else None)
     rows = _shard_rows(task, dest, cfg, options)
     for row in rows:
         if row["status"] == "quarantined":

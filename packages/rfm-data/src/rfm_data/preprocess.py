@@ -16,9 +16,14 @@ def target_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def resize(pixels: np.ndarray, long_side: int) -> np.ndarray:
-    """Antialiased resize of a float32 (H, W) image so that its long side is ``long_side``."""
-    h, w = target_size(pixels.shape[0], pixels.shape[1], long_side)
+def resize(pixels: np.ndarray, long_side: int, source_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Antialiased resize of a float32 (H, W) image so that its long side is ``long_side``.
+
+    ``source_shape`` is the original geometry when ``pixels`` was decoded at reduced resolution: the output
+    size follows the original aspect ratio, so it is the same whichever resolution the decoder produced.
+    """
+    height, width = source_shape or (pixels.shape[0], pixels.shape[1])
+    h, w = target_size(height, width, long_side)
     if (h, w) == pixels.shape:
         return pixels
     # PIL's 32-bit float mode keeps 16-bit precision; its bilinear filter widens its support when
@@ -45,9 +50,9 @@ def quantise(pixels: np.ndarray, dtype: PixelDtype) -> np.ndarray:
     return out
 
 
-def preprocess(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+def preprocess(pixels: np.ndarray, cfg: PreprocessConfig, source_shape: tuple[int, int] | None = None) -> np.ndarray:
     """The stored image: resized to ``cfg.long_side``, optionally padded square, quantised to ``cfg.dtype``."""
-    out = resize(pixels, cfg.long_side)
+    out = resize(pixels, cfg.long_side, source_shape)
     if cfg.resize is ResizeMode.PAD:
         out = pad_square(out)
     return quantise(out, cfg.dtype)

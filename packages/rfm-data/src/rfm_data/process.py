@@ -107,7 +107,9 @@ def process_item(item: SourceItem, options: ReadOptions, cfg: IngestConfig) -> I
         image = _decode(item, options, row)
     except QuarantineError as err:
         return ItemResult(quarantined_row(item, err, row), None)
-    stored = preprocess(image.pixels, cfg.preprocess)
+    meta = image.meta
+    source_shape = (meta.orig_height, meta.orig_width) if meta.orig_height and meta.orig_width else None
+    stored = preprocess(image.pixels, cfg.preprocess, source_shape)
     stats = image_stats(stored, image.meta)
     row.update(_meta_columns(image.meta, item, options))
     row.update(

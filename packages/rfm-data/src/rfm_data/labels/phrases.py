@@ -23,11 +23,18 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
         "(widened|widening|enlarged|prominent) mediastin*", "mediastin* (widening|enlargement|prominence)",
         "mediastin* {w} (widened|enlarged|prominent)",
         "mediastinal (contour*|silhouette) {be} {deg} (widened|enlarged)",
-        "enlarged cardiomediastinal silhouette", "cardiomediastinal silhouette {be} {deg} (enlarged|widened)",
-        "cardiomediastinal (enlargement|widening)", "(widened|wide) mediastinal (contour*|silhouette|xxxx)",
-        "prominen* of the (superior |upper |anterior )?mediastin*", "mediastinal (adenopathy|lymphadenopathy)",
+        # The cardiomediastinal silhouette is mostly heart: its enlargement is read as cardiomegaly, with the
+        # mediastinum only possibly enlarged ("?" caps a target at uncertain).
+        "enlarged cardiomediastinal (silhouette|contour*|shadow)+Cardiomegaly+Enlarged Cardiomediastinum?",
+        "cardiomediastinal (silhouette|contour*|shadow) {be} {deg} (enlarged|widened)+Cardiomegaly"
+        "+Enlarged Cardiomediastinum?",
+        "cardiomediastinal (enlargement|widening)+Cardiomegaly+Enlarged Cardiomediastinum?", "(widened|wide) mediastinal (contour*|silhouette|xxxx)",
+        "prominen* of (the )?(superior |upper |anterior )?mediastin*",
+        "(prominent|widened|wide|enlarged) vascular pedicle", "vascular pedicle {be} {deg} (widened|prominent|enlarged)",
+        "(prominent|widened|enlarged) (upper|superior) mediastinal contour*",
+        "(widening|widened|prominence) (of|adjacent to|along) the (right |left )?paratracheal stripe", "mediastinal (adenopathy|lymphadenopathy)",
         "(paratracheal|mediastinal) (widening|prominence|fullness|stripe widening)", "mediastin* and {w} {be} {deg} "
-        "(prominent|widened|enlarged)", "(mediastinal|paratracheal) lymph (nodes|xxxx) {be} {deg} (enlarged|prominent)",
+        "(prominent|widened|enlarged)", "(mediastinal|paratracheal) {w} lymph (nodes|xxxx) {be} {deg} (less |more )?(enlarged|prominent)",
     ),
     "Cardiomegaly": (
         "cardiomegaly", "cardiomegally", "cardiomeg", "cardiac (enlargement|hypertrophy)",
@@ -247,6 +254,11 @@ PRE_UNCERTAINTY = (
     "developing", "borderline", "atypical", "apparent", "represent*",
     "would be difficult to exclude", "difficult to exclude", "not entirely excluded", "cannot be entirely excluded",
     "not (completely|entirely) (excluded|ruled out)", "\\?",
+    # also post-triggers: "could be atelectasis or pneumonia" hedges what follows as well as what precedes
+    "could be", "may be", "might be",
+    # a recommendation to correlate for a diagnosis names it as a possibility, not a finding
+    "(correlat*|correlation) (clinically )?for", "clinical correlation for",
+    "in the (appropriate|right|proper|correct) clinical (setting|context)",
 )
 POST_UNCERTAINTY = (
     "(is|are|was|were) (not )?(excluded|possible|suspected|questioned)", "not (excluded|ruled out)",
@@ -256,6 +268,7 @@ POST_UNCERTAINTY = (
     "(is|are) (difficult|hard) to exclude", "(difficult|hard) to exclude", "not (well|entirely) (seen|excluded)",
     "(is|are) (suggested|questioned)", "differential",
     "(may|might|could) not be (demonstrated|seen|visible|visualized|detected|apparent)",
+    "in the (appropriate|right|proper|correct) clinical (setting|context)",
 )
 # "no change in the effusion" reports the effusion; these consume the "no" so that it negates nothing.
 # High-likelihood hedges are here too: "likely atelectasis", "probable pneumonia", "most consistent with"
@@ -264,6 +277,8 @@ POST_UNCERTAINTY = (
 PSEUDO_NEGATION = (
     "likely", "most likely", "more likely", "most suggestive of", "probab*", "presum*", "compatible with", "favor*",
     "most consistent with",
+    # IU redacts the hedge of "(most) likely representing" to "(most) XXXX representing": a likely finding.
+    "(most xxxx|xxxx) (represent*|reflect*)",
     "(is|are) (likely|probable|favored)", "represent* (likely|probably)",
     "no (significant |interval |substantial |appreciable |definite |apparent )*(change|changes|increase|decrease|"
     "worsening|improvement|progression|enlargement|difference)", "not (significantly |substantially )?"

@@ -102,6 +102,14 @@ def _forward(hits: Sequence[Hit], i: int, sentence: str, window: int) -> tuple[i
     return None
 
 
+def _capped(target: str, value: int) -> tuple[str, int]:
+    # A target written "Name?" is at most uncertain: the phrase implies the observation only possibly
+    # ("enlarged cardiomediastinal silhouette": the heart surely, the mediastinum perhaps).
+    if target.endswith("?"):
+        return target[:-1], UNCERTAIN if value == POSITIVE else value
+    return target, value
+
+
 class RuleLabeler:
     """Rule-based report labeler (phrase lists in :mod:`rfm_data.labels.phrases`); deterministic and fast."""
 
@@ -129,7 +137,8 @@ class RuleLabeler:
             if Kind.MENTION in hit.kinds:
                 value = self._value(hits, i, sentence)
                 for target in hit.targets:
-                    evidence.values[target].append(value)
+                    name, capped = _capped(target, value)
+                    evidence.values[name].append(capped)
             elif Kind.NORMAL_OF in hit.kinds:
                 for target in hit.targets:
                     evidence.values[target].append(NEGATIVE)

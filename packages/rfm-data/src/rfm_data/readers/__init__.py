@@ -24,6 +24,9 @@ class ReadOptions:
     pseudonymize: Pseudonymizer
     dicom: DicomConfig = field(default_factory=DicomConfig)
     burned_in: BurnedInPolicy = BurnedInPolicy.QUARANTINE
+    # A reader may decode at reduced resolution if the long side stays >= this (None: always full size).
+    # Ingest passes the stored long side: pixels it would throw away by resizing are never decoded.
+    decode_long_side: int | None = None
 
 
 ReadFn = Callable[[bytes, str, ReadOptions], Image2D | Volume]

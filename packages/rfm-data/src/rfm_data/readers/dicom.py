@@ -30,6 +30,7 @@ import numpy as np
 from pydicom import config as pydicom_config
 from pydicom import dcmread, uid
 from pydicom.dataset import Dataset
+from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import Decoder, get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
@@ -38,6 +39,7 @@ from pydicom.pixels.utils import as_pixel_options
 from rfm_data.config import BurnedInPolicy, DicomConfig, FramePolicy, VoiMode
 from rfm_data.errors import QuarantineError, Reason
 from rfm_data.readers import ReadOptions, readers
+from rfm_data.readers.jpeg2000 import decode_reduced
 from rfm_data.records import Image2D, ImageMeta
 
 CODECS_HINT = 'install the codec plugins: pip install "rfm-data[codecs]"'
@@ -603,6 +605,30 @@ def image_meta(dcm: DicomFile, options: ReadOptions) -> ImageMeta:
     return _meta(dcm.dataset, dcm.geometry, dcm.syntax, options, dcm.burned_in)
 
 
+_J2K_SYNTAXES = {uid.JPEG2000Lossless, uid.JPEG2000}
+
+
+def _fixed_display(ds: Dataset, voi: VoiMode) -> bool:
+    """True when the display mapping comes from the file, not from image statistics (min-max, percentiles),
+    which a low-pass decode would shift."""
+    has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+    return has_voi and voi in (VoiMode.AUTO, VoiMode.WINDOW)
+
+
+def _decode_reduced(dcm: DicomFile, options: ReadOptions, bits_stored: int) -> np.ndarray | None:
+    """Single-frame grayscale JPEG 2000 at the coarsest wavelet level covering ``options.decode_long_side``."""
+    geom = dcm.geometry
+    if (options.decode_long_side is None or dcm.syntax not in _J2K_SYNTAXES or geom.frames != 1
+            or geom.samples != 1 or _int(dcm.dataset, "PixelRepresentation", 0) != 0
+            or not _fixed_display(dcm.dataset, options.dicom.voi)):
+        return None
+    try:
+        frame = get_frame(bytes(dcm.pixels.value), 0, number_of_frames=1)
+        return decode_reduced(frame, max(geom.rows, geom.cols), options.decode_long_side, bits_stored)
+    except Exception:  # anything odd: the full-resolution path decodes it or reports why it cannot
+        return None
+
+
 @readers.register("dicom")
 def read_dicom(data: bytes, source: str, options: ReadOptions) -> Image2D:
     """Decode one DICOM file into a display-ready grayscale image.
@@ -621,8 +647,11 @@ def read_dicom(data: bytes, source: str, options: ReadOptions) -> Image2D:
             ``BURNED_IN_ANNOTATION``, ``UNSUPPORTED_SYNTAX``, ``CODEC_MISSING``, ``NOT_2D`` or ``DECODE_ERROR``.
     """
     dcm = open_dicom(data, options)
-    arr = dcm.decode(_frame_index(dcm.geometry.frames, options.dicom.frame))
+    index = _frame_index(dcm.geometry.frames, options.dicom.frame)
     meta = image_meta(dcm, options)
+    arr = _decode_reduced(dcm, options, meta.bits_stored)
+    if arr is None:
+        arr = dcm.decode(index)
     pixels = _display(arr, dcm.dataset, dcm.geometry, meta.bits_stored, options.dicom.voi)
     return Image2D(pixels=pixels, meta=meta)
 
