@@ -112,6 +112,8 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
         "arthroplasty", "anchor*", "tubing", "cerclage", "(surgical|suture) (sutures|xxxx|staples)", "staples",
         "(kyphoplasty|vertebroplasty) (cement|material)", "kyphoplasty", "vertebroplasty", "ivc filter", "filter",
         "tube", "suture*", "prosthetic", "(chest|jugular|subclavian) xxxx (with )?(its )?(tip|terminat*)",
+        # a "tip" whose position is given is a catheter's or a tube's, even where the device word is redacted
+        "tip (project*|terminat*|overl*|at|in|is|lies|located|position*|approximat*|extend*|near|within)",
     ),
     "Endotracheal Tube": (
         "endotracheal (tube|xxxx)", "et tube", "ett", "intubated", "intubation", "endotracheal",
