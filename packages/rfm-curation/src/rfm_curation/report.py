@@ -139,7 +139,7 @@ def render_png(selection: pa.Table, labels: pa.ChunkedArray, duplicates: pa.Tabl
     before, after = _cluster_sizes(selection)
     order = np.argsort(-before)
     axes[0, 1].plot(before[order], label="before")
-    axes[0, 1].plot(after[order], label="after", linestyle="none", marker=".", markersize=2)
+    axes[0, 1].plot(after[order], label="after", linestyle="none", marker="o", markersize=2 if len(order) > 200 else 4)
     axes[0, 1].set(yscale="symlog", title="cluster sizes (sorted by size before)", xlabel="cluster rank")
     axes[0, 1].legend()
     p0, p1 = positive_counts(labels, accepted), positive_counts(labels, kept)
@@ -154,6 +154,9 @@ def render_png(selection: pa.Table, labels: pa.ChunkedArray, duplicates: pa.Tabl
     methods, removed = np.unique(np.asarray(gone["method"].to_pylist(), dtype=str), return_counts=True)
     axes[1, 1].bar(methods, removed)
     axes[1, 1].set_title("duplicates removed per method")
+    if not len(methods):
+        axes[1, 1].text(0.5, 0.5, "no duplicates found", ha="center", transform=axes[1, 1].transAxes)
+        axes[1, 1].set_axis_off()
     fig.tight_layout()
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

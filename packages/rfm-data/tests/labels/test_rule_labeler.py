@@ -46,6 +46,21 @@ def rule() -> RuleLabeler:
         ("Endotracheal tube 3 cm above the carina. Nasogastric tube in the stomach.",
          {"Support Devices": 1, "Endotracheal Tube": 1, "Nasogastric Tube": 1}),
         ("The chest tube has been removed. No pneumothorax.", {"Pneumothorax": 0, "Chest Tube": 0}),
+        # an enlarged cardiomediastinal silhouette: the heart surely, the mediastinum perhaps ("?" targets)
+        ("Stable enlarged cardiomediastinal silhouette.", {"Cardiomegaly": 1, "Enlarged Cardiomediastinum": -1}),
+        ("Mild nonspecific prominence of mediastinum.", {"Enlarged Cardiomediastinum": 1}),
+        # IU's "most XXXX representing" is a redacted "most likely representing"
+        ("Bibasilar opacities most XXXX representing atelectasis.", {"Lung Opacity": 1, "Atelectasis": 1}),
+        # "could be" hedges what follows too; a recommendation to correlate names a possibility
+        ("Left base could be atelectasis or pneumonia.", {"Atelectasis": -1, "Pneumonia": -1}),
+        ("Please correlate clinically for pneumonia.", {"Pneumonia": -1}),
+        # a positioned tip is a device's; a pleural line or B lines are not lines in that sense
+        ("Right XXXX with the tip projecting over the SVC.", {"Support Devices": 1}),
+        ("No pleural line to suggest pneumothorax.", {"Pneumothorax": 0}),
+        ("XXXX B lines at the lung bases.", {"Edema": 1}),
+        # a calcified nodule is a nodule; a calcified granuloma is named benign and is not a Lung Lesion
+        ("Calcified nodule in the left midlung.", {"Lung Lesion": 1}),
+        ("The heart and mediastinal contours are not enlarged.", {}),
     ],
 )
 def test_mentions_negation_and_uncertainty(rule: RuleLabeler, text: str, expected: dict[str, int]) -> None:

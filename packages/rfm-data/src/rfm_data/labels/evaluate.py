@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from rfm_data import io
 from rfm_data.errors import ConfigError
 from rfm_data.labels.base import Labeler
-from rfm_data.labels.observations import OBSERVATIONS, POSITIVE, UNCERTAIN
+from rfm_data.labels.observations import NO_FINDING, OBSERVATIONS, POSITIVE, SUPPORT_DEVICES, UNCERTAIN
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,23 @@ MESH_MAP: tuple[MeshRule, ...] = (
 EXCLUDED_TAGS = ("No Indexing",)
 
 
+def _tag_observations(tag: str, rules: Sequence[MeshRule]) -> set[str]:
+    head, *qualifiers = (part.strip() for part in tag.split("/"))
+    return {rule.observation for rule in rules
+            if rule.head == head and (not rule.qualifiers or set(rule.qualifiers) & set(qualifiers))}
+
+
 def mesh_observations(tags: Sequence[str], rules: Sequence[MeshRule] = MESH_MAP) -> set[str]:
-    """The observations that a record's ``mesh_major`` tags mean (see :data:`MESH_MAP`)."""
-    out = set()
-    for tag in tags:
-        head, *qualifiers = (part.strip() for part in tag.split("/"))
-        for rule in rules:
-            if rule.head == head and (not rule.qualifiers or set(rule.qualifiers) & set(qualifiers)):
-                out.add(rule.observation)
+    """The observations that a record's ``mesh_major`` tags mean (see :data:`MESH_MAP`).
+
+    No Finding is also gold where every tag is a device: IU's ``normal`` means "nothing to index", devices
+    included, while CheXpert's No Finding (the labeler's) allows devices. A report tagged only
+    "Catheters, Indwelling" is a normal study with a line in it.
+    """
+    per_tag = [_tag_observations(tag, rules) for tag in tags]
+    out = set().union(*per_tag)
+    if per_tag and all(found == {SUPPORT_DEVICES} for found in per_tag):
+        out.add(NO_FINDING)
     return out
 
 

@@ -28,13 +28,19 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
         "enlarged cardiomediastinal (silhouette|contour*|shadow)+Cardiomegaly+Enlarged Cardiomediastinum?",
         "cardiomediastinal (silhouette|contour*|shadow) {be} {deg} (enlarged|widened)+Cardiomegaly"
         "+Enlarged Cardiomediastinum?",
-        "cardiomediastinal (enlargement|widening)+Cardiomegaly+Enlarged Cardiomediastinum?", "(widened|wide) mediastinal (contour*|silhouette|xxxx)",
+        "cardiomediastinal (enlargement|widening)+Cardiomegaly+Enlarged Cardiomediastinum?",
+        "(widened|wide) mediastinal (contour*|silhouette|xxxx)",
         "prominen* of (the )?(superior |upper |anterior )?mediastin*",
-        "(prominent|widened|wide|enlarged) vascular pedicle", "vascular pedicle {be} {deg} (widened|prominent|enlarged)",
+        # the vascular pedicle and the paratracheal stripe are parts of the upper mediastinal contour
+        "(prominent|widened|wide|enlarged) vascular pedicle",
+        "vascular pedicle {be} {deg} (widened|prominent|enlarged)",
         "(prominent|widened|enlarged) (upper|superior) mediastinal contour*",
-        "(widening|widened|prominence) (of|adjacent to|along) the (right |left )?paratracheal stripe", "mediastinal (adenopathy|lymphadenopathy)",
-        "(paratracheal|mediastinal) (widening|prominence|fullness|stripe widening)", "mediastin* and {w} {be} {deg} "
-        "(prominent|widened|enlarged)", "(mediastinal|paratracheal) {w} lymph (nodes|xxxx) {be} {deg} (less |more )?(enlarged|prominent)",
+        "(widening|widened|prominence) (of|adjacent to|along) the (right |left )?paratracheal stripe",
+        "mediastinal (adenopathy|lymphadenopathy)",
+        "(paratracheal|mediastinal) (widening|prominence|fullness|stripe widening)",
+        "mediastin* and {w} {be} {deg} (prominent|widened|enlarged)",
+        # "less prominent than previously" still describes enlarged nodes
+        "(mediastinal|paratracheal) {w} lymph (nodes|xxxx) {be} {deg} (less |more )?(enlarged|prominent)",
     ),
     "Cardiomegaly": (
         "cardiomegaly", "cardiomegally", "cardiomeg", "cardiac (enlargement|hypertrophy)",
@@ -61,7 +67,7 @@ MENTIONS: Mapping[str, tuple[str, ...]] = {
         "edema", "oedema", "edematous", "(vascular|venous|pulmonary) congestion", "congestive heart failure",
         "congestive failure",
         "congestive", "chf", "(vascular|pulmonary venous) (engorgement|hypertension)", "cephalization",
-        "kerley b lines", "kerley lines", "central vascular prominence",
+        "kerley b lines", "kerley lines", "(xxxx b|b) lines", "central vascular prominence",
         "pulmonary vascular (prominence|redistribution)", "vascular (prominence|redistribution)",
         "vascularity {be} {deg} (increased|prominent|engorged)", "(increased|prominent) (pulmonary )?vascularity",
         "(pulmonary|vascular) (markings|vessels) {be} engorged", "(vessels|vasculature) {be} {deg} engorged",
@@ -209,7 +215,7 @@ OTHER_ABNORMAL = (
     "hyperaerat*", "overinflat*", "over inflat*", "overexpan*", "flatten*",
     "(low|decreased|diminished) (lung )?volume*",
     "hypoinflat*", "hypoventilat*", "poor inspiration", "shallow inspiration", "granuloma*", "granulomatous",
-    "calcifi*", "calcified (nodule*|nodular (opacit*|densit*)|lymph node*)", "scar*", "fibros*", "fibrotic",
+    "calcifi*", "calcified (nodular (opacit*|densit*)|lymph node*)", "scar*", "fibros*", "fibrotic",
     "bronchiectas*", "(interstitial|bronchovascular|lung) markings",
     "interstitial (disease|lung disease|prominence|changes|pattern)", "bronchitis", "bronchial wall thickening",
     "peribronchial (thickening|cuffing)", "degenerat*", "spondylo*", "osteophyt*", "arthrit*", "arthropathy",
@@ -217,8 +223,8 @@ OTHER_ABNORMAL = (
     "tortuous*", "tortuosity", "ectatic", "ectasia", "unfolded", "unfolding", "aneurysm*", "atheroscl*",
     "hernia*", "eventration", "(elevated|elevation of the) (right|left)? hemidiaphragm*", "hemidiaphragm {be} elevated",
     "elevat*", "blunt*", "azygos (lobe|fissure)", "pectus", "cyst*", "bulla*", "bullous", "bleb", "blebs", "lucenc*",
-    "hyperlucen*", "mastectomy", "pneumonectomy", "lobectomy", "resection", "post surgical", "postsurgical",
-    "postoperative",
+    "hyperlucen*", "mastectomy", "breast (implant*|prosthes*)", "pneumonectomy", "lobectomy", "resection",
+    "post surgical", "postsurgical", "postoperative",
     "thickening", "prominen*", "enlarg*", "adenopathy", "lymphadenopathy", "hilar (fullness|prominence)",
     "sclero*", "lytic", "blastic", "dextro*", "situs", "shift*", "pericardial effusion", "pneumoperitoneum",
     "free air", "subcutaneous (emphysema|air|gas)", "foreign bod*", "nipple shadow*", "sarcoid*", "tuberculosis",
@@ -226,6 +232,13 @@ OTHER_ABNORMAL = (
     "dilat*", "air fluid level*",
     "(granulomatous|prior|old|previous|healed|remote) (infection|infectious|disease|process)", "hiatal", "fullness",
     "interstitial", "airway disease", "reactive airway*",
+)
+
+# Phrases that contain a mention word but name no observation: consumed, they label nothing. A "pleural
+# line" is the edge of the lung (sought for a pneumothorax), "septal lines" are interstitial lines, "lung
+# lines" is dictation for the lung bases' level; none of them is a line in the sense of a catheter.
+NEUTRAL = (
+    "(visceral pleural|pleural) line*", "septal line*", "lung lines", "fissur* line*", "skin fold* line*",
 )
 
 # Negation, uncertainty and scope. Pre-triggers act on mentions after them, post-triggers on mentions
@@ -239,6 +252,8 @@ PRE_NEGATION = (
     "fails to (demonstrate|reveal|show)", "disappearance of", "no recurrent", "no change to suggest",
     "there is no", "there are no", "cleared", "(lungs|lung fields) {be} {deg} clear of", "clear of", "exclude* as",
     "no xxxx", "deny*", "denies",
+    # also a post-trigger; as a pre-trigger it negates what the copula introduces ("are not enlarged")
+    "(is|are|was|were) not",
 )
 POST_NEGATION = (
     "not (seen|identified|demonstrated|visualized|evident|present|noted|appreciated|detected|visible|apparent)",

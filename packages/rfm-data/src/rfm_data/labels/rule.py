@@ -59,7 +59,7 @@ def _entries() -> Iterable[tuple[str, Kind, tuple[str, ...]]]:
     lists = [(phrases.NORMAL_STUDY, Kind.NORMAL_STUDY), (phrases.OTHER_ABNORMAL, Kind.OTHER),
              (phrases.PRE_NEGATION, Kind.PRE_NEG), (phrases.POST_NEGATION, Kind.POST_NEG),
              (phrases.PRE_UNCERTAINTY, Kind.PRE_UNC), (phrases.POST_UNCERTAINTY, Kind.POST_UNC),
-             (phrases.PSEUDO_NEGATION, Kind.PSEUDO), (phrases.TERMINATORS, Kind.TERM)]
+             (phrases.PSEUDO_NEGATION, Kind.PSEUDO), (phrases.NEUTRAL, Kind.PSEUDO), (phrases.TERMINATORS, Kind.TERM)]
     for items, kind in lists:
         yield from ((p, kind, ()) for p in items)
 
