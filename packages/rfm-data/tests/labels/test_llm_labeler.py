@@ -60,15 +60,17 @@ def _handler(state: FakeLlm) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 time.sleep(state.delay_s)
                 status, content = state.answer(body)
-                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
             finally:
+                # Leave the count before replying: once the client has the reply it may send its next
+                # request, which must not find this one still counted.
                 with state.lock:
                     state.in_flight -= 1
+            reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
 
         def log_message(self, *args: object) -> None:
             pass
