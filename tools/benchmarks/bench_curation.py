@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def run_curation(dataset: Path, store: Path, out: Path, levels: list[int], strat
     args = [sys.executable, "-c", CHILD, str(dataset), str(store), str(out), ",".join(map(str, levels)), str(BUDGET),
             strategy, dedup]
     done = subprocess.run(args, check=True, capture_output=True, text=True)
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["stage_seconds"] = json.loads((out / "curation.json").read_text())["stage_seconds"]
     return result
 
@@ -114,7 +115,7 @@ def flat_kmeans_seconds(x: np.ndarray, k: int, full: bool, probe: int) -> tuple[
     return per_pass * 10, f"extrapolated: 1 pass over {probe:,} rows x {len(x) / probe:.1f} x 10 iterations"
 
 
-def quality(workdir: Path, n: int, out: Path) -> dict[str, float]:
+def quality(workdir: Path, n: int, out: Path) -> dict[str, Any]:
     """Planted-duplicate recall, and rare-component coverage of hkmeans versus random at equal budget."""
     import pyarrow.parquet as pq
 
@@ -171,7 +172,7 @@ def main() -> int:
     return 0
 
 
-def all_strategies(workdir: Path, n: int) -> list[dict[str, object]]:
+def all_strategies(workdir: Path, n: int) -> list[dict[str, Any]]:
     """Every registered strategy at size ``n``, after exact dedup only (so the strategy's own cost shows)."""
     dataset, store = build_inputs(workdir, n)
     k = leaf_clusters(n)
@@ -186,7 +187,7 @@ def all_strategies(workdir: Path, n: int) -> list[dict[str, object]]:
     return out
 
 
-def report(rows: list[dict[str, object]], side: list[dict[str, object]], out: Path) -> None:
+def report(rows: list[dict[str, Any]], side: list[dict[str, Any]], out: Path) -> None:
     """Rich table, JSON and a time-vs-N chart."""
     import matplotlib
 

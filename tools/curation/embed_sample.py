@@ -58,11 +58,13 @@ def text_embeddings(texts: list[str]) -> np.ndarray | None:
         batch = tok(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).float()
-        return ((hidden * mask).sum(1) / mask.sum(1)).numpy().astype(np.float32)
+        pooled: np.ndarray = ((hidden * mask).sum(1) / mask.sum(1)).numpy().astype(np.float32)
+    return pooled
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    out: np.ndarray = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
 
 
 def main() -> int:

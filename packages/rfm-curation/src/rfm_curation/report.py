@@ -8,6 +8,7 @@ removed, whether the clusters were balanced (sizes before / after) and whether r
 from __future__ import annotations
 
 import io as _io
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -177,4 +178,6 @@ def rewrite_report(out: str) -> None:
         fs, path = io.filesystem(io.join(out, f"{name}.parquet"))
         with fs.open(path, "rb") as f:
             tables[name] = pq.read_table(f)
-    write_report(out, tables["selection"], tables["manifest"]["labels"], tables["duplicates"])
+    done = json.loads(io.read_text(io.join(out, "curation.json")))
+    title = f"{done['config']['strategy']}, budget {done['budget']}"
+    write_report(out, tables["selection"], tables["manifest"]["labels"], tables["duplicates"], title)

@@ -1,0 +1,94 @@
+"""``rfm-train``: Hydra at the edge, :func:`rfm_models.train.train` inside.
+
+    rfm-train +experiment=tiny_clip_cxr data.url=/data/cxr-256 train.output_dir=runs/tiny
+    torchrun --nproc-per-node=8 -m rfm_models.train +experiment=... (same arguments; one process per GPU)
+
+The composed configuration is written, resolved, to ``<output_dir>/config.yaml`` before training starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from rfm_data import io
+from rfm_models.train.config import DataConfig, RunConfig, SelectorConfig, register_configs, train_config_from_dict
+from rfm_models.train.trainer import TrainResult, train
+
+
+def compose(overrides: list[str]) -> Any:
+    """The ``rfm-train`` configuration (an OmegaConf ``DictConfig``) for command-line ``overrides``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="rfm_models.train.conf", version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=overrides)
+
+
+def build_loader(cfg: DataConfig, seed: int) -> Any:
+    """A resumable streaming loader over ``cfg.url``; ranks get equal sample counts (DDP needs equal steps)."""
+    from rfm_data.loader import ShardLoader, StreamingShardDataset
+    from rfm_data.transforms import create_transform
+
+    transform = create_transform(cfg.transform, size=cfg.image_size)
+    dataset = StreamingShardDataset(cfg.url, transform=transform, seed=seed, split=cfg.split,
+                                    buffer_size=cfg.buffer_size, drop_remainder=True)
+    return ShardLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=cfg.drop_last)
+
+
+def build_selector(cfg: SelectorConfig, epoch_size: int) -> Any:
+    """The configured online selector (``epoch_size`` defaults to this rank's samples per epoch), or None."""
+    if cfg.name is None:
+        return None
+    from rfm_curation.selectors import create_selector
+
+    params = {"epoch_size": epoch_size, **dict(cfg.params)}
+    return create_selector(cfg.name, **params)
+
+
+def _init_distributed() -> None:
+    """Join the torchrun process group when launched by torchrun (NCCL on GPUs, gloo on CPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+
+
+def run(overrides: list[str]) -> TrainResult:
+    """Compose the configuration, build model / loader / selector, write config.yaml, train."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = compose(overrides)
+    container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[assignment]
+    train_cfg = train_config_from_dict(container["train"])
+    _init_distributed()
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        io.write_text(io.join(train_cfg.output_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
+    torch.manual_seed(train_cfg.seed)  # the model's initial weights (DDP copies rank 0's to the others)
+    model = instantiate(cfg.model)
+    loader = build_loader(DataConfig(**container["data"]), train_cfg.seed)
+    selector = build_selector(SelectorConfig(**container["selector"]), len(loader.dataset))
+    return train(train_cfg, model, loader, selector)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``rfm-train`` and ``python -m rfm_models.train``; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = run(args)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    c = result.counters
+    print(f"stopped at step {result.step} (epoch {result.epoch}) by {result.stop_reason}: loss {result.last_loss:.4f}, "
+          f"{c.samples} samples, {c.flops:.3e} FLOPs, {c.wall_s:.1f} s; checkpoint {result.checkpoint}")
+    return 0

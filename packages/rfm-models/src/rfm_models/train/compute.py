@@ -1,0 +1,102 @@
+"""Compute accounting: FLOPs per sample, cumulative counters and budgets.
+
+FLOPs are *measured*, not guessed: the first training micro-batch runs under
+``torch.utils.flop_counter.FlopCounterMode``, which counts the forward **and** the backward matmuls /
+convolutions / attention it sees (no x3 rule of thumb is applied). Two figures come out of it:
+
+* ``train_flops_per_sample``: forward + backward of the loss pass, divided by the samples it trained on;
+* ``score_flops_per_sample``: the no-grad scoring forward of online selection, per scored sample.
+
+Every later step adds ``train_flops_per_sample * kept + score_flops_per_sample * scored``. This assumes cost
+linear in the batch (true for the encoders; the B x B contrastive logits are negligible) and does not count
+elementwise ops (FlopCounterMode counts matmul-like ops only) or the optimizer update. The counters are summed
+over DDP ranks, so they describe the whole job.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from rfm_models.train.config import BudgetConfig
+
+
+@dataclass
+class ComputeCounters:
+    """Cumulative counters (whole job, all ranks), carried by every checkpoint and metrics record."""
+
+    steps: int = 0  # optimizer steps
+    epochs_completed: int = 0
+    samples: int = 0  # samples drawn from the loader
+    kept_samples: int = 0  # samples the loss was computed on
+    scored_samples: int = 0  # samples that went through the selection (scoring) forward
+    flops: float = 0.0
+    wall_s: float = 0.0  # wall-clock seconds inside train(), across resumes
+    device_s: float = 0.0  # seconds in forward / backward / optimizer (synchronised on GPU), across resumes
+    train_flops_per_sample: float = 0.0
+    score_flops_per_sample: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ComputeCounters:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def measure_flops(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Run ``fn()`` under ``FlopCounterMode`` and return its result and the FLOPs counted (fwd + any bwd)."""
+    with FlopCounterMode(display=False) as counter:
+        result = fn()
+    return result, float(counter.get_total_flops())
+
+
+class DeviceTimer:
+    """Accumulates seconds spent in compute sections; synchronises CUDA so queued kernels are counted."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.total = 0.0
+        self._start: float | None = None
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __enter__(self) -> DeviceTimer:
+        self._sync()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sync()
+        assert self._start is not None
+        self.total += time.perf_counter() - self._start
+        self._start = None
+
+
+def budget_reason(budget: BudgetConfig, counters: ComputeCounters, epoch: int) -> str | None:
+    """Why the run must stop now (``"max_steps"``, ``"max_flops"``, …), or ``None`` to go on."""
+    limits: list[tuple[str, float | None, float]] = [
+        ("max_steps", budget.max_steps, counters.steps),
+        ("max_epochs", budget.max_epochs, epoch),
+        ("max_samples", budget.max_samples, counters.samples),
+        ("max_flops", budget.max_flops, counters.flops),
+        ("max_hours", budget.max_hours, counters.wall_s / 3600.0),
+    ]
+    for name, limit, value in limits:
+        if limit is not None and value >= limit:
+            return name
+    return None
+
+
+def fraction_of(counters: ComputeCounters, reference_flops: float) -> float:
+    """``counters.flops`` as a fraction of a reference run's FLOPs (NaN if the reference is 0)."""
+    return counters.flops / reference_flops if reference_flops > 0 else math.nan

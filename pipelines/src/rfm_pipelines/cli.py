@@ -1,0 +1,90 @@
+"""``rfm``: run pipelines locally (kfp.local), compile them, submit them to Kubeflow; list what is registered.
+
+    rfm run data --local --set source=sample
+    rfm compile curation -o curation.yaml
+    rfm submit data --host https://kubeflow.example.org/pipeline --set source=gs://bucket/raw
+    rfm pipelines list | rfm components list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rfm_pipelines import runner
+from rfm_pipelines.components import components
+from rfm_pipelines.pipelines import create_pipeline, pipelines
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", help="registered pipeline name (rfm pipelines list)")
+    p.add_argument("--set", dest="values", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline parameter (repeatable), typed by the pipeline's signature")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rfm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a pipeline: locally (default) or, with --host, on Kubeflow")
+    _add_arguments(run)
+    run.add_argument("--local", action="store_true", help="run with kfp.local in this environment (the default)")
+    run.add_argument("--host", help="submit to this Kubeflow Pipelines endpoint instead")
+    run.add_argument("--pipeline-root", default=runner.DEFAULT_LOCAL_ROOT, help="local outputs folder")
+    comp = sub.add_parser("compile", help="compile a pipeline to KFP YAML")
+    comp.add_argument("pipeline", help="registered pipeline name (rfm pipelines list)")
+    comp.add_argument("-o", "--output", required=True, help="output YAML file")
+    submit = sub.add_parser("submit", help="compile and submit a pipeline run to Kubeflow Pipelines")
+    _add_arguments(submit)
+    submit.add_argument("--host", required=True, help="Kubeflow Pipelines API URL")
+    submit.add_argument("--experiment", default=None, help="experiment name (default: the server's default)")
+    for kind in ("pipelines", "components"):
+        listing = sub.add_parser(kind, help=f"list the registered {kind}")
+        listing.add_argument("action", choices=["list"])
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    arguments = runner.parse_arguments(create_pipeline(args.pipeline), args.values)
+    if args.host and args.local:
+        raise ValueError("give --local or --host, not both")
+    if args.host:
+        print(f"submitted run {runner.submit(args.pipeline, args.host, arguments)}")
+        return 0
+    task = runner.run_local(args.pipeline, arguments, args.pipeline_root)
+    print(f"{args.pipeline}: finished; output {task.output.uri}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    arguments = runner.parse_arguments(create_pipeline(args.pipeline), args.values)
+    print(f"submitted run {runner.submit(args.pipeline, args.host, arguments, args.experiment)}")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    print(f"wrote {runner.compile_pipeline(args.pipeline, args.output)}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    registry = pipelines if args.command == "pipelines" else components
+    print("\n".join(registry.names()))
+    return 0
+
+
+_COMMANDS = {"run": _run, "submit": _submit, "compile": _compile, "pipelines": _list, "components": _list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rfm``; returns the exit status (2 for bad input, with the message on stderr)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (KeyError, ValueError) as err:  # unknown names and bad --set values: a user error, not a crash
+        print(f"rfm: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

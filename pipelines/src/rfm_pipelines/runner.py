@@ -1,0 +1,86 @@
+"""Run, compile and submit registered pipelines: the library behind the ``rfm`` CLI."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler, local
+from kfp.dsl.graph_component import GraphComponent
+
+from rfm_pipelines.pipelines import create_pipeline
+
+DEFAULT_LOCAL_ROOT = "outputs/kfp-local"
+# KFP parameter type → (how a command-line string becomes that type, its name in error messages).
+_PARSERS: dict[str, tuple[Any, str]] = {
+    "STRING": (str, "string"),
+    "NUMBER_INTEGER": (int, "integer"),
+    "NUMBER_DOUBLE": (float, "number"),
+    "BOOLEAN": (lambda text: {"true": True, "false": False}[text.lower()], "boolean (true / false)"),
+    "LIST": (json.loads, "JSON list"),
+    "STRUCT": (json.loads, "JSON object"),
+}
+
+
+def parameter_types(pipeline: GraphComponent) -> dict[str, str]:
+    """Pipeline parameter name → KFP parameter type (``STRING``, ``NUMBER_INTEGER``, ...)."""
+    spec = pipeline.pipeline_spec.root.input_definitions.parameters
+    return {name: _type_name(param.parameter_type) for name, param in spec.items()}
+
+
+def _type_name(value: int) -> str:
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    return str(pipeline_spec_pb2.ParameterType.ParameterTypeEnum.Name(value))
+
+
+def parse_arguments(pipeline: GraphComponent, pairs: list[str]) -> dict[str, Any]:
+    """``["budget=0.5", ...]`` → typed pipeline arguments.
+
+    Raises:
+        ValueError: for a malformed pair, an unknown parameter (listing the known ones) or a bad value.
+    """
+    types = parameter_types(pipeline)
+    arguments: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r} must look like KEY=VALUE")
+        if key not in types:
+            raise ValueError(f"unknown parameter {key!r} of {pipeline.name}; known: {', '.join(sorted(types))}")
+        parse, what = _PARSERS[types[key]]
+        try:
+            arguments[key] = parse(text)
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"--set {key}={text!r} is not a valid {what}") from err
+    return arguments
+
+
+def run_local(name: str, arguments: Mapping[str, Any], pipeline_root: str = DEFAULT_LOCAL_ROOT) -> Any:
+    """Run a pipeline in this Python environment with kfp.local (offline; Kubernetes settings are ignored)."""
+    pipeline = create_pipeline(name)
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    return pipeline(**arguments)
+
+
+def compile_pipeline(name: str, output: str) -> str:
+    """Compile a registered pipeline to a KFP IR YAML file; returns its path."""
+    compiler.Compiler().compile(create_pipeline(name), output)
+    return output
+
+
+def submit(name: str, host: str, arguments: Mapping[str, Any], experiment: str | None = None) -> str:
+    """Compile and submit a pipeline run to the Kubeflow Pipelines API at ``host``; returns the run id."""
+    import kfp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(name, str(Path(tmp) / f"{name}.yaml"))
+        client = kfp.Client(host=host)
+        run = client.create_run_from_pipeline_package(package, arguments=dict(arguments),
+                                                      experiment_name=experiment)
+    return str(run.run_id)
