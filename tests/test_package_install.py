@@ -44,6 +44,9 @@ class Package:
     cli: str = ""  # console script to run with --help ("" = none)
     heavy_modules: tuple[str, ...] = ()  # optional dependencies that the core install must not pull in
     extras_needed_by: dict[str, str] = field(default_factory=dict)  # module → extra named by its ImportError
+    # rfm packages it depends on: built from this checkout and offered to pip with --find-links, because they are
+    # not on the index; everything else comes from the index like a user's install.
+    siblings: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -58,6 +61,13 @@ PACKAGES = [
         cli="rfm-data",
         heavy_modules=("torch", "nibabel", "gcsfs", "pylibjpeg"),
         extras_needed_by={"rfm_data.loader": "rfm-data[torch]"},
+    ),
+    Package(
+        "packages/rfm-curation",
+        "rfm_curation",
+        cli="rfm-curate",
+        heavy_modules=("torch", "rfm_models"),
+        siblings=("packages/rfm-data",),
     ),
 ]
 
@@ -131,7 +141,12 @@ def install(package: Package, wheel_path: Path, root: Path) -> Installed:
     workdir.mkdir()
     # A plain venv: no system site packages, nothing but pip; the wheel's core dependencies come from the index.
     run_ok([sys.executable, "-m", "venv", venv], workdir, clean_env())
-    run_ok([venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel_path], workdir, clean_env())
+    links: list[str | Path] = []
+    for project in package.siblings:
+        folder = root / "siblings" / Path(project).name
+        build_wheel(Package(project, ""), folder)
+        links += ["--find-links", folder]
+    run_ok([venv / "bin" / "python", "-m", "pip", "install", "--quiet", *links, wheel_path], workdir, clean_env())
     return Installed(package, wheel_path, venv, workdir)
 
 

@@ -177,9 +177,7 @@ class EmbeddingStore:
 
     def ids(self) -> npt.NDArray[np.str_]:
         """Sample id of every row, in row order."""
-        fs, path = io.filesystem(io.join(self.url, IDS_NAME))
-        with fs.open(path, "rb") as f:
-            column = pq.read_table(f, columns=["sample_id"])["sample_id"]
+        column = io.read_parquet(io.join(self.url, IDS_NAME), columns=["sample_id"])["sample_id"]
         if len(column) != self.count:
             raise ConfigError(f"embeddings.ids: {len(column)} ids for count={self.count} rows")
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=str)

@@ -15,7 +15,6 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from rfm_data import io
 
@@ -175,9 +174,7 @@ def rewrite_report(out: str) -> None:
     """Re-render the report of a finished curation from its ``selection``/``manifest``/``duplicates`` files."""
     tables = {}
     for name in ("selection", "manifest", "duplicates"):
-        fs, path = io.filesystem(io.join(out, f"{name}.parquet"))
-        with fs.open(path, "rb") as f:
-            tables[name] = pq.read_table(f)
+        tables[name] = io.read_parquet(io.join(out, f"{name}.parquet"))
     done = json.loads(io.read_text(io.join(out, "curation.json")))
     title = f"{done['config']['strategy']}, budget {done['budget']}"
     write_report(out, tables["selection"], tables["manifest"]["labels"], tables["duplicates"], title)

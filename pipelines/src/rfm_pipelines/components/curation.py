@@ -7,7 +7,7 @@ from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 from rfm_pipelines.images import image
 
 
-@dsl.component(base_image=image("rfm-curation"), install_kfp_package=False)
+@dsl.component(base_image=image("rfm-curation"), install_kfp_package=False)  # type: ignore[untyped-decorator]
 def curate(
     dataset: Input[Dataset], embeddings: Input[Dataset], curated: Output[Dataset], report: Output[Markdown],
     summary: Output[Metrics], strategy: str = "hkmeans", budget: float = 0.227, seed: int = 0,

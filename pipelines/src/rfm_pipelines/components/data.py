@@ -11,7 +11,7 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 from rfm_pipelines.images import image
 
 
-@dsl.component(base_image=image("rfm-data"), install_kfp_package=False)
+@dsl.component(base_image=image("rfm-data"), install_kfp_package=False)  # type: ignore[untyped-decorator]
 def ingest(
     source: str, dataset: Output[Dataset], summary: Output[Metrics], adapter: str = "", long_side: int = 256,
     shard_size: int = 1024, workers: int = 1,
@@ -32,7 +32,7 @@ def ingest(
     dataset.metadata.update(adapter=result.dataset, shards=len(result.shards), accepted=result.summary.accepted)
 
 
-@dsl.component(base_image=image("rfm-data"), install_kfp_package=False)
+@dsl.component(base_image=image("rfm-data"), install_kfp_package=False)  # type: ignore[untyped-decorator]
 def label(dataset: Input[Dataset], labelled: Output[Dataset], prevalence: Output[Metrics],
           backend: str = "rule") -> None:
     """Add ``report_labels`` from the report text to a copy of ``dataset``; see rfm_data.labels.apply.

@@ -16,14 +16,14 @@ from rfm_pipelines.pipelines.registry import pipelines
 from rfm_pipelines.pipelines.steps import ExtraStep, add_extra_steps, curate_step, ingest_step, label_step
 
 
-@pipelines.register("curation")
 def curation_pipeline(
     settings: ClusterSettings = DEFAULT_SETTINGS, extra_steps: Sequence[ExtraStep] = ()
 ) -> GraphComponent:
     """Build the ``curation`` pipeline; ``extra_steps`` run on the curation output folder."""
     extras = tuple(extra_steps)
 
-    @dsl.pipeline(name="rfm-curation", description="Ingest, label, then select a budgeted, balanced subset.")
+    # kfp ships no type information, hence the ignore.
+    @dsl.pipeline(name="rfm-curation", description="Ingest, label, then select a budgeted, balanced subset.")  # type: ignore[untyped-decorator]
     def curation(embeddings_url: str, source: str = "sample", adapter: str = "", long_side: int = 256,
                  shard_size: int = 1024, label_backend: str = "rule", strategy: str = "hkmeans",
                  budget: float = 0.227, seed: int = 0, dedup: str = "exact,semantic") -> dsl.Dataset:
@@ -34,6 +34,9 @@ def curation_pipeline(
         curated = curate_step(settings, labelled.outputs["labelled"], embeddings.output, strategy, budget, seed,
                               dedup)
         add_extra_steps(extras, curated.outputs["curated"])
-        return curated.outputs["curated"]  # type: ignore[no-any-return]
+        return curated.outputs["curated"]
 
     return curation
+
+
+pipelines.register("curation")(curation_pipeline)

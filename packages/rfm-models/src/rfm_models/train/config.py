@@ -117,7 +117,7 @@ def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
         if key in sub:
             kwargs[key] = sub[key](**value)
         elif key == "precision":  # OmegaConf renders enums by name ("AUTO"); values are lower-case
-            kwargs[key] = Precision(str(value).lower())
+            kwargs[key] = value if isinstance(value, Precision) else Precision(str(value).lower())
         else:
             kwargs[key] = value
     return TrainConfig(**kwargs)
