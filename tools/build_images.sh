@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the rfm container images (docker/Dockerfile.<package>), tagged with the shared package version:
+# Build the rfm container images (images/Dockerfile.<package>), tagged with the shared package version:
 #   bash tools/build_images.sh                 # all images, with docker (or podman when docker is absent)
 #   bash tools/build_images.sh rfm-data        # one image
 #   RFM_IMAGE_REGISTRY=registry.example.org/rfm ENGINE=podman bash tools/build_images.sh
@@ -19,8 +19,8 @@ ISOLATION=()
 IMAGES=("$@")
 [[ ${#IMAGES[@]} -eq 0 ]] && IMAGES=(rfm-data rfm-curation rfm-models rfm-pipelines)
 for name in "${IMAGES[@]}"; do
-  file="docker/Dockerfile.$name"
-  [[ -f "$file" ]] || { echo "no $file; known: $(ls docker | sed 's/Dockerfile.//' | tr '\n' ' ')" >&2; exit 2; }
+  file="images/Dockerfile.$name"
+  [[ -f "$file" ]] || { echo "no $file; known: $(ls images | sed 's/Dockerfile.//' | tr '\n' ' ')" >&2; exit 2; }
   echo "== $ENGINE build $REGISTRY/$name:$TAG"
   "$ENGINE" build "${ISOLATION[@]}" --file "$file" --build-arg "VERSION=$VERSION" --tag "$REGISTRY/$name:$TAG" .
 done

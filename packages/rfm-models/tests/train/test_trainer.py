@@ -115,7 +115,8 @@ def test_resume_in_process_continues_exactly(cxr_dataset: str, make_loader: Any,
     assert _losses(cut) == _losses(full)
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous(cxr_dataset: str, make_loader: Any, tmp_path: Path) -> None:
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(cxr_dataset: str, make_loader: Any,
+                                                              tmp_path: Path) -> None:
     train(_cfg(tmp_path, budget=BudgetConfig(max_steps=8)), _model(), make_loader(cxr_dataset))
     weights = tmp_path / "checkpoints" / "step-000000008" / "model.safetensors"
     data = bytearray(weights.read_bytes())
@@ -186,7 +187,8 @@ class _LossThresholdSelector:
         self._phase, self._kept = Phase(state["phase"]), dict.fromkeys(state["kept"])
 
 
-def test_selection_that_keeps_nothing_stops_with_a_clear_message(cxr_dataset: str, make_loader: Any, tmp_path: Path) -> None:
+def test_selection_that_keeps_nothing_stops_with_a_clear_message(cxr_dataset: str, make_loader: Any,
+                                                                 tmp_path: Path) -> None:
     with pytest.raises(EmptyDatasetError, match="online selection kept no sample"):
         train(_cfg(tmp_path, budget=BudgetConfig(max_epochs=3), schedule=ScheduleConfig(total_steps=9)),
               _model(), make_loader(cxr_dataset), _LossThresholdSelector(threshold=1e9))

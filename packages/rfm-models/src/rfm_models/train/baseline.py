@@ -8,13 +8,14 @@ It follows the trainer's model contract (``model(batch, keep=mask) -> {"loss", "
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import zlib
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - the universal torch idiom
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -58,7 +59,7 @@ class TinyCLIP(nn.Module):
                  text_key: str = "report") -> None:
         super().__init__()
         chans = [in_channels, width, width * 2, width * 4, width * 8]
-        self.blocks = nn.ModuleList(_ConvBlock(a, b) for a, b in zip(chans, chans[1:], strict=False))
+        self.blocks = nn.ModuleList(_ConvBlock(a, b) for a, b in itertools.pairwise(chans))
         self.image_proj = nn.Linear(chans[-1], embed_dim)
         self.text_embed = nn.EmbeddingBag(vocab_buckets, embed_dim * 2, mode="mean")
         self.text_proj = nn.Linear(embed_dim * 2, embed_dim)

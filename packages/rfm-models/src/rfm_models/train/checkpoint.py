@@ -51,7 +51,7 @@ def step_dir_name(step: int) -> str:
 
 
 def checkpoints_url(output_dir: str) -> str:
-    return io.join(output_dir, "checkpoints")
+    return str(io.join(output_dir, "checkpoints"))
 
 
 def file_record(data: bytes) -> dict[str, Any]:
@@ -115,7 +115,7 @@ def load_optimizer_bytes(optimizer: torch.optim.Optimizer, data: bytes) -> None:
 
 def rng_state() -> dict[str, Any]:
     """Python, NumPy (global) and torch (CPU + every CUDA device) RNG states as JSON-able values."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "python": json.loads(json.dumps(random.getstate())),
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -145,7 +145,7 @@ def commit(output_dir: str, step: int, trainer_state: Mapping[str, Any], files: 
     doc = {"format": FORMAT, **trainer_state, "files": dict(files)}
     io.write_text(io.join(root, name, TRAINER_FILE), json.dumps(doc, indent=1, allow_nan=False))
     io.write_text(io.join(root, LATEST_FILE), name)
-    return io.join(root, name)
+    return str(io.join(root, name))
 
 
 def _step_dirs(root: str) -> list[tuple[int, str]]:

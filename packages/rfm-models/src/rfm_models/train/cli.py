@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from rfm_data import io
-from rfm_models.train.config import DataConfig, RunConfig, SelectorConfig, register_configs, train_config_from_dict
+from rfm_models.train.config import DataConfig, SelectorConfig, register_configs, train_config_from_dict
 from rfm_models.train.trainer import TrainResult, train
 
 

@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -51,7 +51,10 @@ class ComputeCounters:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def measure_flops(fn: Callable[[], Any]) -> tuple[Any, float]:
+T = TypeVar("T")
+
+
+def measure_flops(fn: Callable[[], T]) -> tuple[T, float]:
     """Run ``fn()`` under ``FlopCounterMode`` and return its result and the FLOPs counted (fwd + any bwd)."""
     with FlopCounterMode(display=False) as counter:
         result = fn()

@@ -138,5 +138,5 @@ def _tb_dir(output_dir: str) -> str:
     # SummaryWriter writes through its own file layer (local paths, gs:// via tensorflow's gfile only):
     # local output dirs are passed as paths; remote ones get a local tb/ that the user syncs.
     if io.protocol_of(output_dir) == "file":
-        return io.filesystem(io.join(output_dir, "tb"))[1]
+        return str(io.filesystem(io.join(output_dir, "tb"))[1])
     return "tb"

@@ -78,7 +78,8 @@ def seed_everything(seed: int) -> None:
 def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, fused: bool) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices / kernels only (biases, norms, scalars like a temperature are
     not decayed: decaying them only hurts)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for _, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)

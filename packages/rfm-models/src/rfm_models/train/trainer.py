@@ -128,6 +128,7 @@ class _Run:
         self.logger = TrainLogger(cfg.output_dir, self.info.rank, self.step, self.total_steps,
                                   tensorboard=cfg.tensorboard, progress=cfg.progress)
         self.timer = DeviceTimer(self.device)
+        self._wall_origin = time.perf_counter()
 
     # -- setup ---------------------------------------------------------------------------------------
     def _enable_checkpointing(self, enabled: bool) -> None:
@@ -195,8 +196,7 @@ class _Run:
     # -- loop ----------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         self._save_config()
-        start, wall0 = time.perf_counter(), self.counters.wall_s
-        self._wall = lambda: wall0 + time.perf_counter() - start
+        self._wall_origin = time.perf_counter() - self.counters.wall_s  # wall time continues across resumes
         reason = budget_reason(self.cfg.budget, self.counters, self.epoch)
         while reason is None:
             reason = self._run_epoch()
@@ -282,7 +282,8 @@ class _Run:
                                     None if losses is None else losses.float().cpu().numpy())
         self._pending["scored"] += len(ids)
         phase = self.selector.phase.value
-        self.logger.kept_ids(self.step + 1, self.epoch, phase, [i for i, k in zip(ids, mask.tolist()) if k])
+        kept_ids = [i for i, k in zip(ids, mask.tolist(), strict=True) if k]
+        self.logger.kept_ids(self.step + 1, self.epoch, phase, kept_ids)
         self._refresh_subset()
         return torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device)
 
@@ -346,7 +347,7 @@ class _Run:
         flops_scored = self.counters.score_flops_per_sample * p["scored"]
         sums = torch.tensor([p["samples"], p["kept"], p["scored"], p["flops"] + flops_scored, self.timer.total],
                             dtype=torch.float64)
-        wall = torch.tensor([self._wall()], dtype=torch.float64)
+        wall = torch.tensor([time.perf_counter() - self._wall_origin], dtype=torch.float64)
         if self.info.distributed:
             dev = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
             sums, wall = sums.to(dev), wall.to(dev)
