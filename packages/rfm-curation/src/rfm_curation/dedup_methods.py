@@ -42,7 +42,10 @@ class DedupInput:
 class DedupMethod(Protocol):
     """Finds duplicate pairs among candidates; ``reason`` labels the rows it removes."""
 
-    reason: CurationReason
+    @property
+    def reason(self) -> CurationReason:
+        """The reason code written for the rows it removes (read-only: implementations are frozen)."""
+        ...
 
     def pairs(self, data: DedupInput) -> Pairs:
         """Duplicate pairs as positions into ``data.positions``."""

@@ -25,7 +25,10 @@ BoolArray = npt.NDArray[np.bool_]
 class QualityFilter(Protocol):
     """Something that marks manifest rows to drop, with one reason code."""
 
-    reason: CurationReason
+    @property
+    def reason(self) -> CurationReason:
+        """The reason code written for the rows it removes (read-only: implementations are frozen)."""
+        ...
 
     def drops(self, manifest: pa.Table) -> BoolArray:
         """True for each manifest row this filter drops."""
