@@ -61,7 +61,8 @@ def test_trains_accounts_and_logs(cxr_dataset: str, make_loader: Any, tmp_path: 
     assert kept == ["latest", "step-000000024", "step-000000028", "step-000000030"]
 
 
-def test_flops_per_sample_is_the_flop_counter_of_fwd_and_bwd(cxr_dataset: str, make_loader: Any, tmp_path: Path) -> None:
+def test_flops_per_sample_is_the_flop_counter_of_fwd_and_bwd(cxr_dataset: str, make_loader: Any,
+                                                             tmp_path: Path) -> None:
     result = train(_cfg(tmp_path, budget=BudgetConfig(max_steps=1)), _model(), make_loader(cxr_dataset))
     model = _model()
     batch = next(iter(make_loader(cxr_dataset)))
@@ -72,7 +73,8 @@ def test_flops_per_sample_is_the_flop_counter_of_fwd_and_bwd(cxr_dataset: str, m
 
 @pytest.mark.parametrize(("budget", "reason"), [(BudgetConfig(max_samples=40), "max_samples"),
                                                 (BudgetConfig(max_epochs=1), "max_epochs")])
-def test_budgets_stop_the_run(cxr_dataset: str, make_loader: Any, tmp_path: Path, budget: BudgetConfig, reason: str) -> None:
+def test_budgets_stop_the_run(cxr_dataset: str, make_loader: Any, tmp_path: Path, budget: BudgetConfig,
+                              reason: str) -> None:
     cfg = _cfg(tmp_path, budget=budget, schedule=ScheduleConfig(total_steps=10))
     result = train(cfg, _model(), make_loader(cxr_dataset))
     assert result.stop_reason == reason
