@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import csv
 import logging
-from io import BytesIO
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 
 import pytest

@@ -10,9 +10,9 @@ from pydicom import dcmread
 from pydicom.encaps import get_frame
 
 from rfm_data.config import PreprocessConfig
+from rfm_data.preprocess import preprocess
 from rfm_data.readers import ReadOptions, read_image
 from rfm_data.readers.jpeg2000 import codestream_precision, decode_reduced, reduction_for
-from rfm_data.preprocess import preprocess
 
 
 def _frame(data: bytes) -> bytes:
