@@ -7,10 +7,24 @@ quality filters, strategy), so counts per reason add up to the number of dropped
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
 
 from rfm_data.errors import ConfigError
+from rfm_data.registry import Registry
 
-__all__ = ["ConfigError", "CurationReason"]
+__all__ = ["ConfigError", "CurationReason", "create_from"]
+
+T = TypeVar("T")
+
+
+def create_from(registry: Registry[T], field: str, name: str, **options: object) -> T:
+    """``registry.create(name, **options)``; unknown names and bad options become ConfigError naming ``field``."""
+    try:
+        return registry.create(name, **options)
+    except KeyError as err:
+        raise ConfigError(f"{field}: {err.args[0]}") from err
+    except TypeError as err:
+        raise ConfigError(f"{field}.{name}: bad option ({err})") from err
 
 
 class CurationReason(str, Enum):

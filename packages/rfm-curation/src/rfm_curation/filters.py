@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from rfm_curation.errors import ConfigError, CurationReason
+from rfm_curation.errors import ConfigError, CurationReason, create_from
 from rfm_data.registry import Registry
 
 BoolArray = npt.NDArray[np.bool_]
@@ -40,13 +40,7 @@ FILTERS: Registry[QualityFilter] = Registry("quality filter")
 
 def create_filter(name: str, **options: object) -> QualityFilter:
     """The filter registered as ``name`` with keyword ``options`` (e.g. ``create_filter("view", allowed=["PA"])``)."""
-    try:
-        made: QualityFilter = FILTERS.create(name, **options)
-        return made
-    except TypeError as err:
-        raise ConfigError(f"filters.{name}: bad option ({err})") from err
-    except KeyError as err:
-        raise ConfigError(f"filters: {err.args[0]}") from err
+    return create_from(FILTERS, "filters", name, **options)
 
 
 def list_filters(pattern: str = "*") -> list[str]:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from rfm_curation import dedup_methods, strategies
 from rfm_curation.clustering import FloatArray, IntArray
 from rfm_curation.dedup import group_duplicates
 from rfm_curation.embeddings import EmbeddingStore, load_normalized
-from rfm_curation.errors import ConfigError, CurationReason
+from rfm_curation.errors import ConfigError, CurationReason, create_from
 from rfm_curation.filters import QualityFilter, create_filter
 from rfm_curation.outputs import write_outputs
 from rfm_data import io
@@ -119,7 +119,7 @@ def _plan(manifest_url: str, embeddings_url: str | None, cfg: CurationConfig) ->
     accepted = int(pc.sum(pc.equal(manifest["status"], "accepted")).as_py() or 0)
     budget = strategies.resolve_budget(cfg.budget, accepted)
     strategy = strategies.create_strategy(cfg.strategy, **cfg.strategy_options)
-    dedups = [_create(dedup_methods.DEDUP_METHODS, "dedup", n, cfg.dedup_options.get(n, {})) for n in cfg.dedup]
+    dedups = [create_from(dedup_methods.DEDUP_METHODS, "dedup", n, **cfg.dedup_options.get(n, {})) for n in cfg.dedup]
     filters = [create_filter(n, **cfg.filter_options.get(n, {})) for n in cfg.filters]
     ids = np.asarray(manifest["sample_id"].to_numpy(zero_copy_only=False), dtype=str)
     store, kind, rows = None, "", np.full(len(ids), -1, dtype=np.int64)
@@ -129,15 +129,6 @@ def _plan(manifest_url: str, embeddings_url: str | None, cfg: CurationConfig) ->
         rows = _align(ids, store.ids())
     dataset_url = url.rsplit("/", 1)[0] if "/" in url else "."
     return _Plan(manifest, dataset_url, store, kind, rows, budget, strategy, dedups, filters)
-
-
-def _create(registry: Any, what: str, name: str, options: Mapping[str, Any]) -> Any:
-    try:
-        return registry.create(name, **options)
-    except KeyError as err:
-        raise ConfigError(f"{what}: {err.args[0]}") from err
-    except TypeError as err:
-        raise ConfigError(f"{what}.{name}: bad option ({err})") from err
 
 
 @dataclass

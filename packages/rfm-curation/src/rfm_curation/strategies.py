@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rfm_curation.clustering import FloatArray, IntArray
-from rfm_curation.errors import ConfigError
+from rfm_curation.errors import ConfigError, create_from
 from rfm_data.registry import Registry
 
 BoolArray = npt.NDArray[np.bool_]
@@ -77,13 +77,7 @@ STRATEGIES: Registry[Strategy] = Registry("selection strategy")
 
 def create_strategy(name: str, **options: object) -> Strategy:
     """The strategy registered as ``name`` with keyword ``options``; ConfigError naming ``strategy`` if unknown."""
-    try:
-        made: Strategy = STRATEGIES.create(name, **options)
-        return made
-    except KeyError as err:
-        raise ConfigError(f"strategy: {err.args[0]}") from err
-    except TypeError as err:
-        raise ConfigError(f"strategy.{name}: bad option ({err})") from err
+    return create_from(STRATEGIES, "strategy", name, **options)
 
 
 def list_strategies(pattern: str = "*") -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from rfm_data.labels.observations import LabelResult, LabelStatus
@@ -80,3 +80,14 @@ def truncated(result: LabelResult, text: str | bytes | None, max_chars: int = MA
 def text_hash(text: str) -> str:
     """sha256 of the UTF-8 text: the cache key of a report."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def label_each(
+    label_text: Callable[[str], dict[str, int]], texts: Sequence[str | bytes | None], max_chars: int = MAX_CHARS
+) -> list[LabelResult]:
+    """Label texts one at a time with ``label_text``; bad input gets its defined status, never an exception."""
+    out = []
+    for raw in texts:
+        text, bad = check_text(raw, max_chars)
+        out.append(bad if bad is not None else truncated(LabelResult(label_text(text)), raw, max_chars))
+    return out

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from rfm_data.labels import phrases
-from rfm_data.labels.base import MAX_CHARS, check_text, labelers, truncated
+from rfm_data.labels.base import MAX_CHARS, label_each, labelers
 from rfm_data.labels.matcher import Kind, PhraseMatcher
 from rfm_data.labels.observations import NEGATIVE, NO_FINDING, OBSERVATIONS, PATHOLOGIES, POSITIVE, LabelResult
 from rfm_data.labels.rule import split_sentences
@@ -49,11 +49,7 @@ class KeywordLabeler:
 
     def label_batch(self, texts: Sequence[str | bytes | None]) -> list[LabelResult]:
         """Label each text (bad input as in the rule backend)."""
-        out = []
-        for raw in texts:
-            text, bad = check_text(raw, self.max_chars)
-            out.append(bad if bad is not None else truncated(LabelResult(self.label_text(text)), raw, self.max_chars))
-        return out
+        return label_each(self.label_text, texts, self.max_chars)
 
 
 @labelers.register("keyword")

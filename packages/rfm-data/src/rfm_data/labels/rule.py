@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rfm_data.labels import phrases
-from rfm_data.labels.base import MAX_CHARS, check_text, labelers, truncated
+from rfm_data.labels.base import MAX_CHARS, label_each, labelers
 from rfm_data.labels.matcher import Hit, Kind, PhraseMatcher
 from rfm_data.labels.observations import (
     NEGATIVE,
@@ -156,11 +156,7 @@ class RuleLabeler:
 
     def label_batch(self, texts: Sequence[str | bytes | None]) -> list[LabelResult]:
         """Label each text; empty, non-UTF-8 and over-long input get a defined status (never an exception)."""
-        out = []
-        for raw in texts:
-            text, bad = check_text(raw, self.max_chars)
-            out.append(bad if bad is not None else truncated(LabelResult(self.label_text(text)), raw, self.max_chars))
-        return out
+        return label_each(self.label_text, texts, self.max_chars)
 
 
 def _combine(values: Sequence[int]) -> int:
