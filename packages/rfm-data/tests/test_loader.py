@@ -507,3 +507,14 @@ def test_loads_what_ingest_wrote(tmp_path: Path) -> None:
         item, row = table[i], accepted[table[i]["sample_id"]]
         assert item["image"].shape == (1, row["height"], row["width"]) and item["split"] == row["split"]
         assert item["labels"] == dict(row["labels"]) and item["patient_id"] == row["patient_id"]
+
+
+def test_iterating_the_loader_leaves_torch_global_rng_alone(dataset: str) -> None:
+    # Exact resume of training relies on it: a resumed run creates one more DataLoader iterator than the
+    # original run had at that point, and dropout masks come from the global RNG.
+    loader = ShardLoader(StreamingShardDataset(dataset, seed=0, transform=_square()), batch_size=4)
+    torch.manual_seed(123)
+    before = torch.get_rng_state().clone()
+    for _ in loader:
+        pass
+    assert torch.equal(torch.get_rng_state(), before)

@@ -468,11 +468,17 @@ class StreamingShardDataset(IterableDataset[Item]):
     def state_dict(self) -> dict[str, Any]:
         """Where the training loop is: ``epoch`` and ``consumed`` samples of it (a finished epoch is reported
         as the start of the next), plus what must match on resume."""
-        epoch, consumed = (self.epoch + 1, 0) if self.consumed >= len(self) else (self.epoch, self.consumed)
+        epoch, consumed = (self.epoch + 1, 0) if self._epoch_done() else (self.epoch, self.consumed)
         return {"epoch": epoch, "consumed": consumed, "seed": self.seed, "shuffle": self.shuffle,
                 "buffer_size": self.buffer_size, "shard_interleave": self.shard_interleave,
                 "drop_remainder": self.drop_remainder, "rank": self.rank, "world_size": self.world_size,
                 "samples": len(self), "split": self.split, "dataset": self._fingerprint}
+
+    def _epoch_done(self) -> bool:
+        # With drop_last, fewer samples left than a batch means no batch will come: the epoch is over now,
+        # not after one more (empty) pass, so a checkpoint taken here resumes at the next epoch.
+        left = len(self) - self.consumed
+        return left <= 0 or (self.drop_last and self.batch_size is not None and left < self.batch_size)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict`; the order-defining settings must be the same."""
@@ -680,8 +686,12 @@ class ShardLoader:
             ds.consumed = 0
         self._check_resume(ds.consumed)
         ds.batch_size, ds.drop_last, ds.counted_by_loader = self.batch_size, self.drop_last, True
+        # A DataLoader without its own generator draws its workers' base seed from torch's global RNG each
+        # time it is iterated; a resumed run iterates once more than the original did at that point, which
+        # would shift the global RNG (dropout masks) and break exact resume. The order never depends on it.
+        kwargs = {"generator": torch.Generator().manual_seed(mix_seed(ds.seed, ds.epoch)), **self.dataloader_kwargs}
         loader = DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
-                            collate_fn=self.collate_fn, drop_last=self.drop_last, **self.dataloader_kwargs)
+                            collate_fn=self.collate_fn, drop_last=self.drop_last, **kwargs)
         try:
             for batch in loader:
                 position = ds.consumed

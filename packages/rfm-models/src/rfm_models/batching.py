@@ -7,6 +7,9 @@ count as ``absent_label``, 0 by default as in CheXpert training) and ``label_ids
 UniCL: with ``prompt_fraction`` > 0, that fraction of samples (drawn per sample id from ``seed``) has its
 report replaced by a prompt naming its positive findings; samples with the same prompt share a label id
 and are positives for each other, report samples keep id -1 (positive only with their own image).
+
+Label-only images (an empty report, e.g. classification datasets) always get their label prompt, whatever
+``prompt_fraction``: an empty text is the same for every such image, so it would teach the model nothing.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ def prepare_batch(batch: Mapping[str, Any], tokenizer: TextTokenizer, observatio
     ids = list(batch.get("sample_id") or [str(i) for i in range(len(reports))])
     texts, label_ids = [], []
     for report, labels, sample_id in zip(reports, item_labels, ids, strict=True):
-        prompt = label_prompt(labels, observations) if _uses_prompt(sample_id, seed, prompt_fraction) else None
+        wants_prompt = not report.strip() or _uses_prompt(sample_id, seed, prompt_fraction)
+        prompt = label_prompt(labels, observations) if wants_prompt else None
         texts.append(report if prompt is None else prompt)
         label_ids.append(-1 if prompt is None else _hash(prompt))
     out.update(tokenizer(texts))

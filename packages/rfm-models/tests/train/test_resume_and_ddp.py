@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rfm_models.export import load_pretrained
 from rfm_models.train.cli import main
 from rfm_models.train.logging import read_jsonl
 
@@ -23,11 +24,11 @@ TOTAL = 24  # the cosine horizon is fixed, so a run cut short by kill -9 schedul
 
 
 def _args(data: str, out: Path, max_steps: int, **extra: str) -> list[str]:
-    args = {"+experiment": "tiny_clip_cxr", "data.url": data, "data.split": "null", "data.batch_size": "16",
+    args = {"+experiment": "test_clip_cxr", "data.url": data, "data.split": "null", "data.batch_size": "16",
             "data.image_size": "32", "train.output_dir": str(out), "train.budget.max_epochs": "null",
             "train.budget.max_steps": str(max_steps), "train.schedule.total_steps": str(TOTAL),
             "train.schedule.warmup_steps": "2", "train.checkpoint.every_steps": "3", "train.log_every": "1",
-            "train.deterministic": "true", "train.tensorboard": "false", "model.width": "8", **extra}
+            "train.deterministic": "true", "train.tensorboard": "false", **extra}
     return [f"{k}={v}" for k, v in args.items()]
 
 
@@ -96,5 +97,7 @@ def test_torchrun_two_processes_gloo(cxr_dataset: str, tmp_path: Path) -> None:
 def test_cli_writes_the_resolved_config(cxr_dataset: str, tmp_path: Path) -> None:
     assert main(_args(cxr_dataset, tmp_path, max_steps=2)) == 0
     text = (tmp_path / "config.yaml").read_text()
-    assert "_target_: rfm_models.train.baseline.TinyCLIP" in text and "max_steps: 2" in text
+    assert "image_encoder: test_vit" in text and "max_steps: 2" in text
     assert len(_losses(tmp_path)) == 2
+    model = load_pretrained(str(tmp_path / "model"))  # the CLI exports the trained model
+    assert model.config.image_encoder == "test_vit"

@@ -1,5 +1,5 @@
-"""The trainer on a real model (TinyCLIP) and real data (CXRs + clinical notes): training, accounting,
-budgets, logs, checkpoints and their validation, online selection."""
+"""The trainer on the real model (VisionLanguageModel, test-size encoders) and real data (CXRs + clinical
+notes): training, accounting, budgets, logs, checkpoints and their validation, online selection."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from rfm_curation.selectors import Phase, create_selector
+from rfm_models.model import ModelConfig, VisionLanguageModel, build_model
 from rfm_models.train import EmptyDatasetError, TrainConfig, iter_metrics, train
 from rfm_models.train import checkpoint as ckpt
-from rfm_models.train.baseline import TinyCLIP
 from rfm_models.train.config import BudgetConfig, CheckpointConfig, OptimizerConfig, ScheduleConfig
 from rfm_models.train.logging import kept_ids_file, read_jsonl
 
@@ -30,9 +30,9 @@ def _cfg(out: Path, **kw: Any) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def _model(seed: int = 0, **kw: Any) -> TinyCLIP:
-    torch.manual_seed(seed)
-    return TinyCLIP(embed_dim=32, width=8, vocab_buckets=1024, **kw)
+def _model(seed: int = 0) -> VisionLanguageModel:
+    config = ModelConfig(image_encoder="test_vit", text_encoder="test_bert", embed_dim=16, image_size=32)
+    return build_model(config, seed=seed)
 
 
 def _losses(out: Path) -> list[float]:

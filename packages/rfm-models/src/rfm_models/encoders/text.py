@@ -18,7 +18,7 @@ from rfm_data import io
 from rfm_data.errors import ConfigError
 from rfm_data.labels import OBSERVATIONS
 from rfm_data.registry import Registry
-from rfm_models.encoders.tokenizer import TextTokenizer, train_tokenizer
+from rfm_models.encoders.tokenizer import TextTokenizer, fixed_vocab_tokenizer
 
 POOLINGS = ("mean", "cls")
 
@@ -134,8 +134,8 @@ def _test_corpus() -> list[str]:
 @text_encoders.register("test_bert")
 def _test_bert(tokenizer: str | TextTokenizer | None = None, max_length: int | None = None,
                pooling: str = "cls") -> TextEncoder:
-    """A 2-layer 32-d BERT for tests; without ``tokenizer`` one is trained on a tiny built-in corpus."""
-    tok = train_tokenizer(_test_corpus(), vocab_size=300, max_length=max_length or 64) if tokenizer is None \
+    """A 2-layer 32-d BERT for tests; without ``tokenizer`` one is built from a tiny built-in corpus."""
+    tok = fixed_vocab_tokenizer(_test_corpus(), max_length=max_length or 64) if tokenizer is None \
         else _tokenizer_from(tokenizer, max_length)
     return _bert(tok, hidden_size=32, num_layers=2, num_heads=2, max_length=max_length, pooling=pooling)
 

@@ -71,7 +71,10 @@ class TextTokenizer:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, max_length: int = 128,
                     lowercase: bool = True) -> TextTokenizer:
-    """Train a BERT-style WordPiece tokenizer on report ``texts`` (deterministic for a given input).
+    """Train a BERT-style WordPiece tokenizer on report ``texts``.
+
+    The ``tokenizers`` trainer breaks ties between equally frequent merges in hash order, so two trainings on
+    the same input can differ by a token: train once and save it (:meth:`TextTokenizer.save`).
 
     Args:
         texts: training corpus, e.g. the ``report`` of every training sample.
@@ -86,6 +89,26 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, max_length: in
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                         show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id),
+                                                                                   ("[SEP]", sep_id)])
+    return TextTokenizer(tokenizer, max_length=max_length)
+
+
+def fixed_vocab_tokenizer(texts: Iterable[str], max_length: int = 128) -> TextTokenizer:
+    """A WordPiece tokenizer whose vocabulary is built, not trained: the special tokens, every character and
+    its ``##`` continuation, then every whole word of ``texts``, each sorted. Identical on every call (test
+    models are rebuilt on resume and must match their checkpoints), and any text still tokenizes."""
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: set[str] = set()
+    for text in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for w in words for c in w} | set("abcdefghijklmnopqrstuvwxyz0123456789.,;:-()/%"))
+    tokens = [*SPECIAL_TOKENS, *chars, *(f"##{c}" for c in chars), *sorted(words - set(chars))]
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(dict.fromkeys(tokens))}, unk_token="[UNK]"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer, tokenizer.decoder = normalizer, pre, decoders.WordPiece()
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id),

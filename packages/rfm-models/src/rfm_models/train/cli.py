@@ -1,9 +1,10 @@
 """``rfm-train``: Hydra at the edge, :func:`rfm_models.train.train` inside.
 
-    rfm-train +experiment=tiny_clip_cxr data.url=/data/cxr-256 train.output_dir=runs/tiny
+    rfm-train +experiment=clip_cxr data.url=/data/cxr-256 train.output_dir=runs/clip
     torchrun --nproc-per-node=8 -m rfm_models.train +experiment=... (same arguments; one process per GPU)
 
-The composed configuration is written, resolved, to ``<output_dir>/config.yaml`` before training starts.
+The composed configuration is written, resolved, to ``<output_dir>/config.yaml`` before training starts; the
+trained model is exported with :func:`rfm_models.export.save_pretrained` to ``<output_dir>/model``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 import torch.distributed as dist
 
 from rfm_data import io
+from rfm_models.export import save_pretrained
+from rfm_models.model import ModelConfig, VisionLanguageModel, build_model
 from rfm_models.train.config import DataConfig, SelectorConfig, register_configs, train_config_from_dict
 from rfm_models.train.trainer import TrainResult, train
 
@@ -32,15 +35,17 @@ def compose(overrides: list[str]) -> Any:
         return hydra_compose(config_name="train", overrides=overrides)
 
 
-def build_loader(cfg: DataConfig, seed: int) -> Any:
-    """A resumable streaming loader over ``cfg.url``; ranks get equal sample counts (DDP needs equal steps)."""
+def build_loader(cfg: DataConfig, seed: int, model: VisionLanguageModel) -> Any:
+    """A resumable streaming loader over ``cfg.url`` batching with the model's collator (tokenized text,
+    label tensors, label prompts); ranks get equal sample counts (DDP needs equal steps)."""
     from rfm_data.loader import ShardLoader, StreamingShardDataset
     from rfm_data.transforms import create_transform
 
     transform = create_transform(cfg.transform, size=cfg.image_size)
     dataset = StreamingShardDataset(cfg.url, transform=transform, seed=seed, split=cfg.split,
                                     buffer_size=cfg.buffer_size, drop_remainder=True)
-    return ShardLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=cfg.drop_last)
+    return ShardLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=cfg.drop_last,
+                       collate_fn=model.collator(cfg.prompt_fraction, seed))
 
 
 def build_selector(cfg: SelectorConfig, epoch_size: int) -> Any:
@@ -63,8 +68,7 @@ def _init_distributed() -> None:
 
 
 def run(overrides: list[str]) -> TrainResult:
-    """Compose the configuration, build model / loader / selector, write config.yaml, train."""
-    from hydra.utils import instantiate
+    """Compose the configuration, build model / loader / selector, write config.yaml, train, export."""
     from omegaconf import OmegaConf
 
     cfg = compose(overrides)
@@ -73,11 +77,14 @@ def run(overrides: list[str]) -> TrainResult:
     _init_distributed()
     if not dist.is_initialized() or dist.get_rank() == 0:
         io.write_text(io.join(train_cfg.output_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
-    torch.manual_seed(train_cfg.seed)  # the model's initial weights (DDP copies rank 0's to the others)
-    model = instantiate(cfg.model)
-    loader = build_loader(DataConfig(**container["data"]), train_cfg.seed)
+    # Every rank builds the same initial weights from the seed (DDP would broadcast rank 0's anyway).
+    model = build_model(ModelConfig.from_dict(container["model"]), seed=train_cfg.seed)
+    loader = build_loader(DataConfig(**container["data"]), train_cfg.seed, model)
     selector = build_selector(SelectorConfig(**container["selector"]), len(loader.dataset))
-    return train(train_cfg, model, loader, selector)
+    result = train(train_cfg, model, loader, selector)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        save_pretrained(model, io.join(train_cfg.output_dir, "model"))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 from rfm_data.errors import ConfigError
+from rfm_models.model import ModelConfig
 
 
 class Precision(str, Enum):
@@ -135,6 +136,7 @@ class DataConfig:
     image_size: int = 224
     buffer_size: int = 512
     drop_last: bool = True
+    prompt_fraction: float = 0.0  # UniCL: share of reports replaced by label prompts (rfm_models.batching)
 
 
 @dataclass
@@ -147,12 +149,12 @@ class SelectorConfig:
 
 @dataclass
 class RunConfig:
-    """The whole ``rfm-train`` configuration: ``model`` is a Hydra ``_target_`` node instantiated at the CLI."""
+    """The whole ``rfm-train`` configuration; the CLI builds the model with ``build_model(model, seed=train.seed)``."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     selector: SelectorConfig = field(default_factory=SelectorConfig)
-    model: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def register_configs() -> None:

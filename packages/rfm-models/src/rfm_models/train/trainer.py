@@ -2,7 +2,8 @@
 
 The model contract: ``out = model(batch, keep=mask_or_None)`` returns a dict with ``"loss"`` (a scalar over
 the kept rows). With an online selector it must also return ``"image_emb"``, ``"text_emb"`` and, for loss-based
-selectors, ``"per_sample_loss"`` for *all* rows when ``keep`` is None.
+selectors, ``"per_sample_loss"`` for *all* rows when ``keep`` is None. ``rfm_models.model.VisionLanguageModel``
+is the model it is made for (its collator as the loader's ``collate_fn``).
 
 Online selection (CheXficient) costs one extra forward: while the selector is warming up or selecting, each
 batch first goes through a **no-grad scoring pass** on every sample (embeddings, per-sample losses), the
@@ -134,9 +135,10 @@ class _Run:
     def _enable_checkpointing(self, enabled: bool) -> None:
         if not enabled:
             return
-        setter = getattr(self.module, "set_gradient_checkpointing", None)
+        # timm's name for it, which VisionLanguageModel (and its timm image encoders) follow.
+        setter = getattr(self.module, "set_grad_checkpointing", None)
         if setter is None:
-            raise ConfigError("gradient_checkpointing=True but the model has no set_gradient_checkpointing()")
+            raise ConfigError("gradient_checkpointing=True but the model has no set_grad_checkpointing()")
         setter(True)
 
     def _total_steps(self) -> int:
@@ -210,6 +212,9 @@ class _Run:
     def _run_epoch(self) -> str | None:
         """One (possibly resumed) epoch; returns a stop reason or None when the epoch ended."""
         self.loader.set_epoch(self.epoch)
+        # A run resumed after the epoch's last full batch finds only a dropped remainder: that is the end of
+        # the epoch, not an empty dataset. Only an epoch that starts at its beginning and yields nothing is.
+        started_mid_epoch = int(self.loader.state_dict().get("consumed", 0)) > 0
         batches = 0
         for batch in self.loader:
             batches += 1
@@ -218,7 +223,7 @@ class _Run:
                 reason = self._optimizer_step()
                 if reason is not None:
                     return reason
-        if batches == 0 and self.loader.state_dict().get("consumed", 0) == 0:
+        if batches == 0 and not started_mid_epoch:
             raise EmptyDatasetError(f"the loader yielded no batch in epoch {self.epoch} on rank {self.info.rank}: "
                                     "the dataset (or this rank's share of it) is empty")
         if self._pending["micro"]:  # a partial accumulation window closes the epoch
