@@ -119,6 +119,9 @@ def _bert(tokenizer: str | TextTokenizer, hidden_size: int = 512, num_layers: in
           max_length: int | None = None, pooling: str = "cls", **config: Any) -> TextEncoder:
     """A BERT from scratch; ``tokenizer`` is a directory written by ``TextTokenizer.save`` (or the object)."""
     tok = _tokenizer_from(tokenizer, max_length)
+    # No dropout by default, as CLIP text towers are trained: attention dropout also pushes PyTorch's CPU
+    # attention off its fused kernel (-21 % text-tower step time without it, tools/benchmarks/bench_train_step.py).
+    config = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, **config}
     bert = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
                       num_attention_heads=num_heads, intermediate_size=4 * hidden_size,
                       max_position_embeddings=max(512, tok.max_length),
