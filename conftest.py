@@ -159,3 +159,15 @@ def _clear_gcsfs_instance_cache() -> None:
     gcsfs = sys.modules.get("gcsfs")
     if gcsfs is not None:
         gcsfs.GCSFileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The bundled sample (63 real CXRs + 2 broken files) ingested with a test key: a real dataset URL that
+    every package's tests can build on without the development data."""
+    from rfm_data.config import DeidConfig, IngestConfig
+    from rfm_data.ingest import ingest
+
+    dest = str(tmp_path_factory.mktemp("sample") / "ds")
+    ingest("sample", dest, IngestConfig(workers=1, deid=DeidConfig(key="k")), progress=False)
+    return dest

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchutil import cpu_model  # sibling module: benchmarks run as scripts
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset
 
@@ -430,15 +431,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _single_core() -> None:
     import pyarrow as pa
 
@@ -464,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": " ".join(["python", "tools/benchmarks/bench_loader.py", *(argv or sys.argv[1:])]),
             "size": args.size, "rounds": args.rounds, "images": args.images,
             "baseline_images": args.baseline_images, "batch_size": BATCH,
-            "cpu": _cpu_model(), "cores": os.cpu_count(),
+            "cpu": cpu_model(), "cores": os.cpu_count(),
             "load_average_before_after": [load_before[0], os.getloadavg()[0]],
             "python": platform.python_version(),
             "torch": torch.__version__, "pyarrow": __import__("pyarrow").__version__}

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchutil import cpu_model  # sibling module: benchmarks run as scripts
 from torch import Tensor, nn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -390,15 +391,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _first_batch(url: str, model: nn.Module, size: int) -> dict[str, Any]:
     batch: dict[str, Any] = next(iter(_loader(url, model, size, 0)))
     return batch
@@ -433,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": " ".join(["python", "tools/benchmarks/bench_train_step.py", *(argv or sys.argv[1:])]),
             "image_size": 224, "batch": args.batch, "rounds": args.rounds, "threads": args.threads,
             "precision": "fp32", "context_length": CONTEXT, **info,
-            "cpu": _cpu_model(), "cores": os.cpu_count(),
+            "cpu": cpu_model(), "cores": os.cpu_count(),
             "load_average_before_after": [load_before[0], os.getloadavg()[0]],
             "python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
             "transformers": transformers.__version__, "open_clip": open_clip.__version__}

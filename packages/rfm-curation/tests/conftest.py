@@ -11,8 +11,6 @@ import pytest
 from PIL import Image
 
 from rfm_curation.embeddings import write_embeddings
-from rfm_data.config import DeidConfig, IngestConfig
-from rfm_data.ingest import ingest
 from rfm_data.manifest import read_manifest
 from rfm_data.shards import decode_pixels, read_shard
 
@@ -31,14 +29,6 @@ def image_features(dataset: str) -> tuple[list[str], np.ndarray]:
         small = np.asarray(Image.fromarray(px, "F").resize((32, 32)))
         feats.append(((small - small.mean()) / (small.std() + 1e-6)).ravel() @ proj)
     return [r["sample_id"] for r in rows], np.asarray(feats, dtype=np.float32)
-
-
-@pytest.fixture(scope="session")
-def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The bundled sample (63 real CXRs + 2 broken files) ingested with a test key."""
-    dest = str(tmp_path_factory.mktemp("sample") / "ds")
-    ingest("sample", dest, IngestConfig(workers=1, deid=DeidConfig(key="k")), progress=False)
-    return dest
 
 
 @pytest.fixture(scope="session")

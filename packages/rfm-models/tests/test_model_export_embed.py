@@ -9,9 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from rfm_data.config import DeidConfig, IngestConfig
 from rfm_data.errors import ConfigError
-from rfm_data.ingest import ingest
 from rfm_data.loader import ShardDataset
 from rfm_data.transforms import cxr_eval_transform
 from rfm_models.embed import main as embed_main
@@ -19,13 +17,6 @@ from rfm_models.export import load_pretrained, save_pretrained
 from rfm_models.model import ModelConfig, VisionLanguageModel, build_model
 
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
-    dest = str(tmp_path_factory.mktemp("sample") / "ds")
-    ingest("sample", dest, IngestConfig(deid=DeidConfig(key="k"), workers=1), progress=False)
-    return dest
 
 
 def _model(objective: str = "clip", **options: object) -> VisionLanguageModel:
