@@ -107,3 +107,18 @@ def test_must_dot_product_logits_ignore_the_scale() -> None:
     emb = torch.tensor([[1.5, 0.0], [0.0, 1.5]])
     out = objective(emb, emb, torch.tensor(100.0), labels=torch.zeros(2, 1))
     assert out["contrastive"].item() == pytest.approx(math.log(1 + math.exp(-2.25)), rel=1e-5)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_must_trains_exactly_its_stage_parameters(stage: int) -> None:
+    # DDP refuses trainable parameters that get no gradient: every trainable one must get one, and the other
+    # stage's classifiers stay in the state dict (frozen) so checkpoints move between stages.
+    objective = create_objective("must", embed_dim=4, num_labels=3, stage=stage)
+    image, text = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True)
+    labels = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    objective(image, text, S, labels=labels)["loss"].backward()
+    trainable = {n for n, p in objective.named_parameters() if p.requires_grad}
+    assert trainable == ({"image_classifier.weight", "image_classifier.bias", "text_classifier.weight",
+                          "text_classifier.bias"} if stage == 1 else {"classifier.weight", "classifier.bias"})
+    assert all(p.grad is not None for n, p in objective.named_parameters() if n in trainable)
+    assert {k.split(".")[0] for k in objective.state_dict()} == {"image_classifier", "text_classifier", "classifier"}

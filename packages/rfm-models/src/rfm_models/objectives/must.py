@@ -50,6 +50,10 @@ class MustObjective(Objective):
         self.image_classifier = nn.Linear(embed_dim, num_labels)
         self.text_classifier = nn.Linear(embed_dim, num_labels)
         self.classifier = nn.Linear(embed_dim, num_labels)
+        # DDP refuses parameters that never get a gradient. The other stage's classifiers stay in the state dict
+        # (a stage-1 checkpoint then loads into stage 2 as is) but are frozen, so DDP does not track them.
+        for idle in (self.classifier,) if stage == 1 else (self.image_classifier, self.text_classifier):
+            idle.requires_grad_(False)
 
     def per_sample(self, image: Tensor, text: Tensor, scale: Tensor, labels: Tensor | None,
                    label_ids: Tensor | None) -> dict[str, Tensor]:
