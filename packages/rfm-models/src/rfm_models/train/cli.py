@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from rfm_data import io
+from rfm_data.errors import ConfigError
 from rfm_models.export import save_pretrained
 from rfm_models.model import ModelConfig, VisionLanguageModel, build_model
 from rfm_models.train.config import DataConfig, SelectorConfig, register_configs, train_config_from_dict
@@ -87,11 +88,33 @@ def run(overrides: list[str]) -> TrainResult:
     return result
 
 
+def presets() -> list[str]:
+    """Names usable as ``+experiment=NAME``."""
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in (files("rfm_models.train.conf") / "experiment").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _usage() -> str:
+    return (__doc__ or "") + "\nexperiment presets: " + ", ".join(presets()) + \
+        "\nany field can be overridden as key=value (Hydra syntax), e.g. train.budget.max_steps=100\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rfm-train`` and ``python -m rfm_models.train``; returns the exit status."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(_usage())
+        return 0
     try:
         result = run(args)
+    except (HydraException, OmegaConfBaseException, ConfigError) as err:  # user errors: say what, no traceback
+        print(f"rfm-train: error: {err}\n(presets: {', '.join(presets())}; rfm-train --help)", file=sys.stderr)
+        return 2
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
