@@ -22,8 +22,9 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from rfm_data import io
 from rfm_data.errors import ConfigError
+from rfm_data.registry import Registry
 from rfm_models import __version__
-from rfm_models.encoders import TextEncoder, TextTokenizer
+from rfm_models.encoders import ImageEncoder, TextEncoder, TextTokenizer
 from rfm_models.model import ModelConfig, VisionLanguageModel, build_model
 from rfm_models.weights import WEIGHTS_NAME, load_state_strict, read_safetensors
 
@@ -31,7 +32,8 @@ FORMAT = "rfm-vision-language"
 FORMAT_VERSION = "1"
 CONFIG_NAME = "config.json"
 
-__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "load_pretrained", "save_pretrained"]
+__all__ = ["CONFIG_NAME", "FORMAT", "FORMAT_VERSION", "image_encoder_loaders", "load_image_encoder", "load_pretrained",
+           "read_format", "save_pretrained"]
 
 
 def save_pretrained(model: VisionLanguageModel, directory: str) -> None:
@@ -80,3 +82,33 @@ def load_pretrained(directory: str, device: str = "cpu") -> VisionLanguageModel:
     model = build_model(model_config, text_encoder=text_encoder, seed=None, load_weights=False)
     load_state_strict(model, read_safetensors(io.join(directory, WEIGHTS_NAME)), io.join(directory, WEIGHTS_NAME))
     return model.to(device).eval()
+
+
+# Directory format (config.json "format") → loader of its image encoder: probes, kNN and segmentation work on
+# any rfm model directory (vision-language, self-distillation, ...) through :func:`load_image_encoder`.
+image_encoder_loaders: Registry[ImageEncoder] = Registry("model directory format")
+
+
+@image_encoder_loaders.register(FORMAT)
+def _vision_language_image_encoder(directory: str, device: str = "cpu") -> ImageEncoder:
+    return load_pretrained(directory, device=device).image_encoder
+
+
+def read_format(directory: str) -> str:
+    """The ``format`` named in ``directory/config.json``; ConfigError when it is not a model directory."""
+    url = io.join(directory, CONFIG_NAME)
+    if not io.exists(url):
+        raise ConfigError(f"{directory} is not an rfm model directory (no {CONFIG_NAME}; interrupted save?)")
+    return str(json.loads(io.read_text(url)).get("format", ""))
+
+
+def load_image_encoder(directory: str, device: str = "cpu") -> ImageEncoder:
+    """The image encoder (``(B, 1, H, W)`` → ``(B, out_dim)``, eval mode) of any registered directory format.
+
+    Raises:
+        ConfigError: not a model directory, or a format no loader is registered for (the known ones named).
+    """
+    fmt = read_format(directory)
+    if fmt not in image_encoder_loaders:
+        raise ConfigError(f"{directory}: unknown model format {fmt!r}; known: {image_encoder_loaders.names()}")
+    return image_encoder_loaders.create(fmt, directory=directory, device=device).eval()
