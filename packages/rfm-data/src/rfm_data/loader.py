@@ -36,6 +36,7 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -142,7 +143,20 @@ class ShardIndex:
         return digest.hexdigest()[:16]
 
 
-def _shard_layout(shard: ShardInfo, split: str | None) -> list[tuple[int, int, np.ndarray | None]]:
+def _selected_rows(pf: pq.ParquetFile, split: str | None, ids: AbstractSet[str] | None) -> np.ndarray:
+    """Boolean mask over a shard's rows: in ``split`` (when given) and in ``ids`` (when given)."""
+    columns = (["split"] if split is not None else []) + (["sample_id"] if ids is not None else [])
+    table = pf.read(columns=columns, use_threads=False)
+    mask = np.ones(table.num_rows, dtype=bool)
+    if split is not None:
+        mask &= table.column("split").to_numpy(zero_copy_only=False) == split
+    if ids is not None:
+        mask &= np.fromiter((i in ids for i in table.column("sample_id").to_pylist()), bool, table.num_rows)
+    return mask
+
+
+def _shard_layout(shard: ShardInfo, split: str | None,
+                  ids: AbstractSet[str] | None = None) -> list[tuple[int, int, np.ndarray | None]]:
     """``(group, selected count, selected rows or None)`` per non-empty row group of one shard."""
     fs, path = io.filesystem(shard.url)
     with fs.open(path, "rb") as f:
@@ -152,27 +166,31 @@ def _shard_layout(shard: ShardInfo, split: str | None) -> list[tuple[int, int, n
             raise ConfigError(f"{shard.url} has {meta.num_rows} rows but dataset.json says {shard.rows}: the "
                               "dataset was modified or ingest did not finish; re-run ingest")
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-        if split is None:
+        if split is None and ids is None:
             return [(g, n, None) for g, n in enumerate(sizes) if n]
-        splits = pf.read(columns=["split"], use_threads=False).column("split").to_numpy(zero_copy_only=False)
+        selected = _selected_rows(pf, split, ids)
     out: list[tuple[int, int, np.ndarray | None]] = []
     start = 0
     for g, n in enumerate(sizes):
-        rows = np.flatnonzero(splits[start:start + n] == split).astype(np.int32)
+        rows = np.flatnonzero(selected[start:start + n]).astype(np.int32)
         if len(rows):
             out.append((g, len(rows), rows))
         start += n
     return out
 
 
-def build_index(url: str, split: str | None = None, threads: int = 8) -> ShardIndex:
-    """Index the dataset at ``url``; footers are fetched concurrently (it matters on object stores)."""
+def build_index(url: str, split: str | None = None, threads: int = 8,
+                ids: AbstractSet[str] | None = None) -> ShardIndex:
+    """Index the dataset at ``url`` (only ``split`` and only the samples in ``ids`` when given); footers
+    are fetched concurrently (it matters on object stores)."""
     shards = list_shards(url)
     with ThreadPoolExecutor(max(1, min(threads, len(shards)))) as pool:
-        layouts = list(pool.map(lambda s: _shard_layout(s, split), shards))
+        layouts = list(pool.map(lambda s: _shard_layout(s, split, ids), shards))
     units = [(s, g, n, rows) for s, layout in enumerate(layouts) for g, n, rows in layout]
     if not units:
-        raise ConfigError(f"no samples at {url}" + (f" with split {split!r}" if split else ""))
+        where = "".join([f" with split {split!r}" if split else "",
+                         f" among the {len(ids)} ids of the subset" if ids is not None else ""])
+        raise ConfigError(f"no samples at {url}{where}")
     return ShardIndex(
         urls=[s.url for s in shards],
         unit_shard=np.array([u[0] for u in units], np.int32),
@@ -317,13 +335,14 @@ class ShardDataset(Dataset[Item]):
         split: keep only samples of this split (``train`` / ``val`` / ``test``); ``None`` keeps all.
         cache_row_groups: decoded row groups kept per process (memory ≈ this x 64 images).
         seed: seed of the per-item augmentation.
+        ids: keep only these sample ids (a subset, e.g. :func:`rfm_data.subsets.read_sample_ids`).
     """
 
     def __init__(self, url: str, transform: ItemTransform | None = None, split: str | None = None,
-                 cache_row_groups: int = 8, seed: int = 0) -> None:
+                 cache_row_groups: int = 8, seed: int = 0, ids: AbstractSet[str] | None = None) -> None:
         self.url, self.transform, self.split, self.seed = url, transform, split, seed
         self.epoch = 0
-        self.index = build_index(url, split)
+        self.index = build_index(url, split, ids=ids)
         self._reader = _RowGroupReader(self.index.urls, cache_row_groups)
 
     def __len__(self) -> int:
@@ -418,12 +437,14 @@ class StreamingShardDataset(IterableDataset[Item]):
         shard_interleave: shards whose row groups are mixed together.
         rank, world_size: the DDP position; default from ``torch.distributed`` when initialised, else (0, 1).
         drop_remainder: drop ``N mod world_size`` samples per epoch so that ranks get equal counts.
+        ids: stream only these sample ids (an offline subset, e.g. :func:`rfm_data.subsets.read_sample_ids`);
+            the order's fingerprint covers them, so resuming with another subset is refused.
     """
 
     def __init__(self, url: str, transform: ItemTransform | None = None, shuffle: bool = True, seed: int = 0,
                  buffer_size: int = 512, split: str | None = None, *, shard_interleave: int = 4,
                  rank: int | None = None, world_size: int | None = None,
-                 drop_remainder: bool = False) -> None:
+                 drop_remainder: bool = False, ids: AbstractSet[str] | None = None) -> None:
         if buffer_size < 1 or shard_interleave < 1:
             raise ConfigError(f"buffer_size={buffer_size} and shard_interleave={shard_interleave} "
                               "must be >= 1")
@@ -432,7 +453,7 @@ class StreamingShardDataset(IterableDataset[Item]):
         self.drop_remainder = drop_remainder
         self._dist_args = (rank, world_size)
         self.rank, self.world_size = _dist_info(rank, world_size)
-        self.index = build_index(url, split)
+        self.index = build_index(url, split, ids=ids)
         self._fingerprint = self.index.fingerprint()
         self._units_of_shard = self.index.units_of_shard()
         self._reader = _RowGroupReader(self.index.urls, cache_groups=0)

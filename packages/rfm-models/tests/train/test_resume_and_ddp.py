@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rfm_data.loader import ShardDataset
 from rfm_models.export import load_pretrained
 from rfm_models.train.cli import main
 from rfm_models.train.logging import read_jsonl
@@ -101,3 +102,14 @@ def test_cli_writes_the_resolved_config(cxr_dataset: str, tmp_path: Path) -> Non
     assert len(_losses(tmp_path)) == 2
     model = load_pretrained(str(tmp_path / "model"))  # the CLI exports the trained model
     assert model.config.image_encoder == "test_vit"
+
+
+def test_cli_trains_only_on_the_subset(cxr_dataset: str, tmp_path: Path) -> None:
+    full = ShardDataset(cxr_dataset)
+    ids = sorted(full[i]["sample_id"] for i in range(len(full)))[:32]
+    (tmp_path / "subset.txt").write_text("\n".join(ids))
+    args = _args(cxr_dataset, tmp_path / "run", max_steps=50, **{"data.subset": str(tmp_path / "subset.txt")})
+    args = [a for a in args if not a.startswith("train.budget.max_epochs")] + ["train.budget.max_epochs=3"]
+    assert main(args) == 0
+    # 32 samples in batches of 16: three epochs are six steps, whatever the size of the full dataset.
+    assert len(_losses(tmp_path / "run")) == 6

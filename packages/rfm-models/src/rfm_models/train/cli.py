@@ -40,11 +40,13 @@ def build_loader(cfg: DataConfig, seed: int, model: VisionLanguageModel) -> Any:
     """A resumable streaming loader over ``cfg.url`` batching with the model's collator (tokenized text,
     label tensors, label prompts); ranks get equal sample counts (DDP needs equal steps)."""
     from rfm_data.loader import ShardLoader, StreamingShardDataset
+    from rfm_data.subsets import read_sample_ids
     from rfm_data.transforms import create_transform
 
     transform = create_transform(cfg.transform, size=cfg.image_size)
+    ids = read_sample_ids(cfg.subset) if cfg.subset else None
     dataset = StreamingShardDataset(cfg.url, transform=transform, seed=seed, split=cfg.split,
-                                    buffer_size=cfg.buffer_size, drop_remainder=True)
+                                    buffer_size=cfg.buffer_size, drop_remainder=True, ids=ids)
     return ShardLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=cfg.drop_last,
                        collate_fn=model.collator(cfg.prompt_fraction, seed))
 

@@ -137,6 +137,7 @@ class DataConfig:
     buffer_size: int = 512
     drop_last: bool = True
     prompt_fraction: float = 0.0  # UniCL: share of reports replaced by label prompts (rfm_models.batching)
+    subset: str | None = None  # train only on these samples: a curation output folder, id table or id list
 
 
 @dataclass
