@@ -14,6 +14,7 @@ from rfm_curation import CurationConfig, curate
 from rfm_curation.cli import main
 from rfm_curation.embeddings import write_embeddings
 from rfm_curation.errors import ConfigError
+from rfm_curation.strategies import resolve_budget
 from rfm_data.manifest import read_manifest, to_table, write_manifest
 
 
@@ -125,3 +126,22 @@ def test_a_manifest_without_accepted_samples_is_empty_input(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert "manifest:" in err and "does not exist" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_curating_one_split_keeps_evaluation_samples_out(sample_dataset: str, sample_store: str,
+                                                        tmp_path: Path) -> None:
+    result = curate(sample_dataset, sample_store, str(tmp_path / "out"),
+                    CurationConfig(strategy="hkmeans", budget=0.5, split="train", seed=0))
+    selection = pq.read_table(tmp_path / "out" / "selection.parquet").to_pydict()
+    manifest = read_manifest(sample_dataset + "/manifest.parquet").to_pydict()
+    split_of = dict(zip(manifest["sample_id"], manifest["split"], strict=True))
+    train = sum(1 for s, st in zip(manifest["split"], manifest["status"], strict=True)
+                if s == "train" and st == "accepted")
+    assert result.budget == resolve_budget(0.5, train) == 21  # a fraction of the split's 41 accepted samples
+    kept = [i for i, k in zip(selection["sample_id"], selection["kept"], strict=True) if k]
+    assert kept and {split_of[i] for i in kept} == {"train"}
+    other = {i for i, r in zip(selection["sample_id"], selection["reason"], strict=True) if r == "other_split"}
+    assert other == {i for i, s in split_of.items() if s in ("val", "test")} - {
+        i for i, st in zip(manifest["sample_id"], manifest["status"], strict=True) if st != "accepted"}
+    with pytest.raises(ConfigError, match="split: no accepted sample has split 'holdout'"):
+        curate(sample_dataset, sample_store, str(tmp_path / "bad"), CurationConfig(split="holdout"))

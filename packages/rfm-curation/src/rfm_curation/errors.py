@@ -33,6 +33,7 @@ class CurationReason(str, Enum):
     KEPT = ""
     QUARANTINED = "quarantined"  # not accepted at ingest: never a candidate
     NO_EMBEDDING = "no_embedding"  # accepted, but the embedding store has no row for it
+    OTHER_SPLIT = "other_split"  # accepted, but not in the split being curated (e.g. val / test)
     EXACT_DUPLICATE = "exact_duplicate"
     PERCEPTUAL_DUPLICATE = "perceptual_duplicate"
     SEMANTIC_DUPLICATE = "semantic_duplicate"

@@ -44,6 +44,9 @@ class CurationConfig:
     budget: float | int = 0.227
     seed: int = 0
     kind: str | None = None  # embedding kind; default: joint, else image, else text
+    # Curate only this split (e.g. "train": evaluation samples must never enter a training subset); the budget
+    # fraction is then of the split's accepted samples. None curates every accepted sample.
+    split: str | None = None
     dedup: Sequence[str] = ("exact", "semantic")
     filters: Sequence[str] = ()
     strategy_options: dict[str, Any] = field(default_factory=dict)
@@ -116,7 +119,13 @@ def _plan(manifest_url: str, embeddings_url: str | None, cfg: CurationConfig) ->
     if not io.exists(url):
         raise ConfigError(f"manifest: {url} does not exist (give an rfm-data dataset folder or its manifest.parquet)")
     manifest = read_manifest(url)
-    accepted = int(pc.sum(pc.equal(manifest["status"], "accepted")).as_py() or 0)
+    candidates = pc.equal(manifest["status"], "accepted")
+    if cfg.split is not None:
+        candidates = pc.and_(candidates, pc.equal(manifest["split"], cfg.split))
+    accepted = int(pc.sum(candidates).as_py() or 0)
+    if cfg.split is not None and accepted == 0:
+        raise ConfigError(f"split: no accepted sample has split {cfg.split!r}; the manifest has "
+                          f"{sorted(set(manifest['split'].to_pylist()))} (or give split=None)")
     budget = strategies.resolve_budget(cfg.budget, accepted)
     strategy = strategies.create_strategy(cfg.strategy, **cfg.strategy_options)
     dedups = [create_from(dedup_methods.DEDUP_METHODS, "dedup", n, **cfg.dedup_options.get(n, {})) for n in cfg.dedup]
@@ -212,6 +221,9 @@ def curate(
     ids = np.asarray(plan.manifest["sample_id"].to_numpy(zero_copy_only=False), dtype=str)
     d = Decisions.start(len(ids))
     d.reason[np.asarray(plan.manifest["status"].to_numpy(zero_copy_only=False)) != "accepted"] = "quarantined"
+    if cfg.split is not None:
+        other = np.asarray(plan.manifest["split"].to_numpy(zero_copy_only=False)) != cfg.split
+        d.reason[(d.reason == "") & other] = CurationReason.OTHER_SPLIT.value
     if x is not None:
         d.reason[(d.reason == "") & (plan.store_rows < 0)] = CurationReason.NO_EMBEDDING.value
     clock.lap("load")
