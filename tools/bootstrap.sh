@@ -81,20 +81,32 @@ with open(sys.argv[1], "rb") as f:
 PY
 }
 
+# The optional-dependency groups ("extras") a package declares, comma-separated (empty when none).
+extras_of() {
+  "$PYTHON" - "$1" <<'PY'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    print(",".join(tomllib.load(f)["project"].get("optional-dependencies", {})))
+PY
+}
+
 install_profile() {
   case "$PROFILE" in
     demo)
       pip_install -e "packages/rfm-data[codecs]"
       ;;
     test)
-      # Everything editable in one resolver run, so pip sees every constraint at once. torch comes from
-      # the package index as a plain requirement (the default build; it runs on CPU).
-      local editables=(-e "packages/rfm-data[all]")
-      local pkg
+      # Everything editable with every extra (the tests exercise the optional code too), in one resolver
+      # run so pip sees every constraint at once. torch comes from the package index as a plain requirement
+      # (the default build; it runs on CPU).
+      local editables=() pkg extras
       for pkg in "$REPO_ROOT"/packages/*/ "$REPO_ROOT"/pipelines/; do
         pkg="${pkg%/}"
-        [[ "$(basename "$pkg")" == "rfm-data" ]] && continue
-        [[ -f "$pkg/pyproject.toml" ]] && editables+=(-e "${pkg#"$REPO_ROOT"/}")
+        [[ -f "$pkg/pyproject.toml" ]] || continue
+        extras="$(extras_of "$pkg/pyproject.toml")"
+        editables+=(-e "${pkg#"$REPO_ROOT"/}${extras:+[$extras]}")
       done
       local dev_text dev
       dev_text="$(dev_requirements)"  # a separate step so that a failure stops the script (set -e)

@@ -26,6 +26,8 @@ class ImageEncoder(nn.Module):
         model: a timm model built with ``in_chans=1, num_classes=0``.
     """
 
+    spatial_dims: int = 2  # 2: (B, 1, H, W) images; 3D encoders (image3d.VolumeEncoder) take (B, 1, D, H, W)
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
@@ -34,7 +36,9 @@ class ImageEncoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Pooled features of ``images`` ``(B, 1, H, W)``."""
         if images.ndim != 4 or images.shape[1] != 1:
-            raise ValueError(f"image encoder expects (B, 1, H, W) images, got {tuple(images.shape)}")
+            hint = (" (a 5-D input is a batch of 3D volumes: use a 3D encoder such as resnet18_3d or vit_small_3d)"
+                    if images.ndim == 5 else "")
+            raise ValueError(f"2D image encoder expects (B, 1, H, W) images, got shape {tuple(images.shape)}{hint}")
         out: Tensor = self.model(images)
         return out
 
