@@ -17,7 +17,7 @@ ISOLATION=()
 [[ "$ENGINE" == podman && -n "${PODMAN_ISOLATION:-}" ]] && ISOLATION=(--isolation "$PODMAN_ISOLATION")
 
 IMAGES=("$@")
-[[ ${#IMAGES[@]} -eq 0 ]] && IMAGES=(rfm-data rfm-curation rfm-models rfm-pipelines)
+[[ ${#IMAGES[@]} -eq 0 ]] && IMAGES=(rfm-data rfm-curation rfm-models rfm-eval rfm-reportgen rfm-pipelines)
 for name in "${IMAGES[@]}"; do
   file="images/Dockerfile.$name"
   [[ -f "$file" ]] || { echo "no $file; known: $(ls images | sed 's/Dockerfile.//' | tr '\n' ' ')" >&2; exit 2; }

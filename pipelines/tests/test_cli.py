@@ -14,14 +14,15 @@ from rfm_pipelines.runner import parse_arguments
 
 def test_lists(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pipelines", "list"]) == 0
-    assert capsys.readouterr().out.split() == ["curation", "data"]
+    assert capsys.readouterr().out.split() == ["curation", "data", "end-to-end"]
     assert main(["components", "list"]) == 0
-    assert capsys.readouterr().out.split() == ["curate", "ingest", "label"]
+    assert capsys.readouterr().out.split() == ["compare", "curate", "embed", "evaluate", "ingest", "label", "pretrain",
+                                               "trainjob"]
 
 
 def test_unknown_pipeline_names_the_known_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["compile", "pretrain", "-o", str(tmp_path / "x.yaml")]) == 2
-    assert "unknown pipeline 'pretrain'; known: curation, data" in capsys.readouterr().err
+    assert "unknown pipeline 'pretrain'; known: curation, data, end-to-end" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
 
 
@@ -45,7 +46,7 @@ def test_compile_writes_the_pipeline_yaml(tmp_path: Path) -> None:
     assert main(["compile", "curation", "-o", str(out)]) == 0
     spec = next(yaml.safe_load_all(out.read_text()))
     assert spec["pipelineInfo"]["name"] == "rfm-curation"
-    assert "embeddings_url" in spec["root"]["inputDefinitions"]["parameters"]
+    assert "model_url" in spec["root"]["inputDefinitions"]["parameters"]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # kfp.local's notes on k8s settings

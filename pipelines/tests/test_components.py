@@ -52,14 +52,17 @@ def test_curate_keeps_a_budgeted_subset_and_renders_its_report(
 
 
 def test_registry_lists_every_component_and_names_the_known_ones() -> None:
-    assert components.names() == ["curate", "ingest", "label"]
+    names = ["compare", "curate", "embed", "evaluate", "ingest", "label", "pretrain", "trainjob"]
+    assert components.names() == names
     assert get_component("label") is label
-    with pytest.raises(KeyError, match="known: curate, ingest, label"):
-        get_component("embed")
+    with pytest.raises(KeyError, match="known: " + ", ".join(names)):
+        get_component("segment")
 
 
 def test_components_run_on_the_package_images_without_installing_anything() -> None:
-    for name, package in {"ingest": "rfm-data", "label": "rfm-data", "curate": "rfm-curation"}.items():
+    for name, package in {"ingest": "rfm-data", "label": "rfm-data", "curate": "rfm-curation", "embed": "rfm-models",
+                          "pretrain": "rfm-models", "evaluate": "rfm-eval", "compare": "rfm-eval",
+                          "trainjob": "rfm-pipelines"}.items():
         container = get_component(name).component_spec.implementation.container
         assert container.image == f"ghcr.io/rfm-project/{package}:0.1.0"
         command = " ".join(container.command)

@@ -5,7 +5,7 @@ Each component is a containerized Python component on the image of the package i
 
     >>> from rfm_pipelines.components import components
     >>> components.names()
-    ['curate', 'ingest', 'label']
+    ['compare', 'curate', 'embed', 'evaluate', 'ingest', 'label', 'pretrain', 'trainjob']
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from kfp.dsl.python_component import PythonComponent
 from rfm_data.registry import Registry
 from rfm_pipelines.components.curation import curate
 from rfm_pipelines.components.data import ingest, label
+from rfm_pipelines.components.evaluation import compare, evaluate
+from rfm_pipelines.components.models import embed, pretrain
+from rfm_pipelines.components.trainjob import trainjob
 
 components: Registry[PythonComponent] = Registry("component")
 
@@ -23,7 +26,9 @@ def _register(name: str, component: PythonComponent) -> None:
     components.register(name)(lambda: component)
 
 
-for _name, _component in {"ingest": ingest, "label": label, "curate": curate}.items():
+for _name, _component in {"ingest": ingest, "label": label, "curate": curate, "embed": embed,
+                          "pretrain": pretrain, "trainjob": trainjob, "evaluate": evaluate,
+                          "compare": compare}.items():
     _register(_name, _component)
 
 
@@ -32,4 +37,5 @@ def get_component(name: str) -> PythonComponent:
     return components.create(name)
 
 
-__all__ = ["components", "curate", "get_component", "ingest", "label"]
+__all__ = ["compare", "components", "curate", "embed", "evaluate", "get_component", "ingest", "label", "pretrain",
+           "trainjob"]

@@ -1,0 +1,70 @@
+"""rfm-eval components: ``evaluate`` (one model, one suite) and ``compare`` (several evaluations, paired tests).
+
+Imports sit inside the functions because KFP ships only the function body to the container (the rfm-eval
+image provides ``rfm_eval``); nothing here may depend on rfm_pipelines at run time.
+"""
+
+# No `from __future__ import annotations`: kfp reads the annotations as real types (Input[Model], ...).
+from typing import List  # noqa: UP035 -- kfp reads these annotations and needs typing's generics
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from rfm_pipelines.images import image
+
+
+@dsl.component(base_image=image("rfm-eval"), install_kfp_package=False)  # type: ignore[untyped-decorator]
+def evaluate(
+    model: Input[Model], dataset: Input[Dataset], results: Output[Artifact], summary: Output[Metrics],
+    name: str = "", suite: str = "quick", split: str = "test", benchmark: str = "", n_boot: int = 1000,
+    seed: int = 0, device: str = "auto",
+) -> None:
+    """Run the rfm-eval ``suite`` on ``model`` over ``dataset`` (see rfm_eval.evaluate).
+
+    ``name`` labels this run in comparisons (default: the model's name); ``benchmark`` applies a registered
+    benchmark's protocol ("" = the model's observations). Outputs: the results folder (results.json / .md,
+    one folder per task with its JSON and PNG) and every headline metric as a KFP metric.
+    """
+    import math
+
+    import torch
+
+    from rfm_data.io import write_text
+    from rfm_eval.evaluate import EvalConfig
+    from rfm_eval.evaluate import evaluate as evaluate_model
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    cfg = EvalConfig(suite=suite, split=split, benchmark=benchmark or None, n_boot=n_boot, seed=seed,
+                     device=device, progress=False)
+    result = evaluate_model(model.path, dataset.path, results.path, cfg)
+    label = name or str(result.model["name"])
+    write_text(f"{results.path}/run_name.txt", label)  # compare reads it: Collected artifacts lose metadata
+    for task, outcome in result.tasks.items():
+        for metric, estimate in outcome.headline.items():
+            if math.isfinite(estimate.value):  # undefined metrics (one class present) stay in results.json only
+                summary.log_metric(f"{task}.{metric}", estimate.value)
+    results.metadata.update(name=label, split=result.split)
+
+
+@dsl.component(base_image=image("rfm-eval"), install_kfp_package=False)  # type: ignore[untyped-decorator]
+def compare(
+    runs: Input[List[Artifact]], comparison: Output[Artifact], report: Output[Markdown],  # noqa: UP006
+    reference: str = "", n_boot: int = 1000, seed: int = 0,
+) -> None:
+    """Compare evaluation folders (``evaluate`` outputs): headline table with CIs, paired bootstrap against
+    ``reference`` (a run name; "" = the first run), plots. ``report`` is the Markdown the KFP UI shows."""
+    import os
+    import shutil
+
+    from rfm_eval.compare import compare as compare_runs
+
+    paths = [run.path for run in runs]
+    names = [open(os.path.join(p, "run_name.txt")).read().strip() for p in paths]  # noqa: SIM115
+    if reference:
+        if reference not in names:
+            raise ValueError(f"reference {reference!r} is not one of the runs {names}")
+        first = names.index(reference)
+        paths.insert(0, paths.pop(first))
+        names.insert(0, names.pop(first))
+    compare_runs(paths, comparison.path, names=names, n_boot=n_boot, seed=seed)
+    shutil.copyfile(os.path.join(comparison.path, "compare.md"), report.path)
