@@ -48,3 +48,15 @@ def sample_embeddings(sample_dataset: Path, tmp_path_factory: pytest.TempPathFac
     store = tmp_path_factory.mktemp("embeddings") / "store"
     write_embeddings(str(store), ids, {"joint": vectors.astype(np.float32)})
     return store
+
+
+@pytest.fixture(scope="session")
+def sample_model(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CLIP model (test_vit + test_bert, 32 px) trained for a few steps on the sample: its export folder."""
+    from rfm_models.train.cli import run
+
+    out = tmp_path_factory.mktemp("sample-model")
+    run(["+experiment=test_clip_cxr", f"data.url={sample_dataset}", "data.split=null", f"train.output_dir={out}",
+         "train.budget.max_epochs=null", "train.budget.max_steps=4", "train.progress=false",
+         "train.tensorboard=false"])
+    return out / "model"

@@ -15,8 +15,16 @@ from rfm_pipelines.cluster import ClusterSettings, with_gpus
 from rfm_pipelines.components import ingest
 from rfm_pipelines.pipelines import create_pipeline, pipelines
 
-EXPECTED_TASKS = {"data": {"ingest", "label"}, "curation": {"ingest", "label", "importer", "curate"}}
-IMAGES = {"exec-ingest": "rfm-data", "exec-label": "rfm-data", "exec-curate": "rfm-curation"}
+# Root DAG tasks of each pipeline (the end-to-end branches live inside its for-loop).
+EXPECTED_TASKS = {
+    "data": {"ingest", "label"},
+    "curation": {"ingest", "label", "importer", "embed", "curate"},
+    "end-to-end": {"ingest", "label", "pretrain", "embed", "for-loop-1", "compare"},
+}
+IMAGES = {"exec-ingest": "rfm-data", "exec-label": "rfm-data", "exec-curate": "rfm-curation",
+          "exec-pretrain": "rfm-models", "exec-pretrain-2": "rfm-models", "exec-embed": "rfm-models",
+          "exec-evaluate": "rfm-eval", "exec-compare": "rfm-eval"}
+GPU_EXECUTORS = {"exec-pretrain", "exec-pretrain-2", "exec-embed"}
 
 
 def _compile(name: str, tmp_path: Path, **overrides: Any) -> list[dict[str, Any]]:
@@ -29,20 +37,49 @@ def test_every_registered_pipeline_is_covered() -> None:
     assert set(pipelines.names()) == set(EXPECTED_TASKS)
 
 
+def _all_tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_TASKS))
 def test_dag_images_and_resources(name: str, tmp_path: Path) -> None:
     spec, _ = _compile(name, tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == EXPECTED_TASKS[name]
     assert tasks["label"]["dependentTasks"] == ["ingest"]
-    assert all(t.get("cachingOptions", {}).get("enableCache") for n, t in tasks.items() if n != "importer")
+    assert all(t.get("cachingOptions", {}).get("enableCache") for n, t in _all_tasks(spec).items()
+               if n not in ("importer", "for-loop-1"))
     executors = spec["deploymentSpec"]["executors"]
+    assert set(executors) - {"exec-importer"} <= set(IMAGES)
     for executor, package in IMAGES.items():
         if executor in executors:
             container = executors[executor]["container"]
             assert container["image"] == f"ghcr.io/rfm-project/{package}:0.1.0"
             assert container["resources"]["resourceCpuRequest"] and container["resources"]["resourceMemoryRequest"]
-            assert "accelerator" not in container["resources"]  # no step of today needs a GPU
+            # Training and embedding steps go to GPU nodes; data, curation and evaluation steps do not.
+            assert ("accelerator" in container["resources"]) == (executor in GPU_EXECUTORS)
+
+
+def test_end_to_end_branches_train_at_equal_steps_and_are_compared(tmp_path: Path) -> None:
+    spec, platform = _compile("end-to-end", tmp_path)
+    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--branches"
+    branch = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert set(branch) == {"curate", "pretrain-2", "evaluate"}
+    assert branch["curate"]["inputs"]["parameters"]["split"]["runtimeValue"]["constant"] == "train"
+    # Every branch takes the pipeline's one step budget: equal steps x equal batch = equal compute.
+    steps = branch["pretrain-2"]["inputs"]["parameters"]["max_steps"]["componentInputParameter"]
+    assert steps == "pipelinechannel--train_steps"
+    assert branch["pretrain-2"]["inputs"]["artifacts"]["subset"]["taskOutputArtifact"]["producerTask"] == "curate"
+    compare = spec["root"]["dag"]["tasks"]["compare"]
+    assert compare["inputs"]["artifacts"]["runs"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    defaults = spec["root"]["inputDefinitions"]["parameters"]["branches"]["defaultValue"]
+    assert [b["label"] for b in defaults] == ["curated", "random", "full"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-pretrain-2"]["tolerations"][0]["key"] == "nvidia.com/gpu"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_TASKS))

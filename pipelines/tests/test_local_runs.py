@@ -33,8 +33,8 @@ def test_data_pipeline_ingests_and_labels_the_sample(local_root: Path) -> None:
     assert Path(labelled.path).is_relative_to(local_root)
 
 
-def test_curation_pipeline_selects_a_budgeted_subset(local_root: Path, sample_embeddings: Path) -> None:
-    curated = create_pipeline("curation")(embeddings_url=str(sample_embeddings), shard_size=32, budget=0.5,
+def test_curation_pipeline_embeds_then_selects_a_budgeted_subset(local_root: Path, sample_model: Path) -> None:
+    curated = create_pipeline("curation")(model_url=str(sample_model), shard_size=32, budget=0.5,
                                           dedup="exact,semantic", seed=1).output
     config = json.loads((Path(curated.path) / "curation.json").read_text())
     assert config["budget"] == 32  # half of the 63 accepted, rounded

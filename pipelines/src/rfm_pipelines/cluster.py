@@ -39,6 +39,7 @@ class ClusterSettings:
     gpu_resource: str = "nvidia.com/gpu"
     gpu_node_label: tuple[str, str] = ("nvidia.com/gpu.present", "true")
     gpu_taint_key: str = "nvidia.com/gpu"
+    train_gpus: int = 1  # GPUs of one training step; multi-node runs go through the TrainJob component
     caching: bool = True
 
 

@@ -1,8 +1,8 @@
-"""``curation`` pipeline: ingest → label → curate, with embeddings imported from a URL.
+"""``curation`` pipeline: ingest → label → embed (with a model the user gives) → curate.
 
-No embedding step exists yet (rfm-models has no ``embed``): the embeddings are an rfm_curation embedding
-store whose ids are this ingest's sample ids (same source, same de-identification key). When rfm-models
-gains ``embed``, an embed step replaces the importer and ``embeddings_url`` goes away.
+The embedding model is any exported rfm model directory (``rfm-train`` writes one to
+``<output_dir>/model``; on a cluster a PVC path or a gs:// URL), imported as a KFP Model artifact. The
+end-to-end pipeline trains its own warm-up model instead.
 """
 
 # No `from __future__ import annotations`: kfp reads the pipeline's parameter annotations as real types.
@@ -13,7 +13,14 @@ from kfp.dsl.graph_component import GraphComponent
 
 from rfm_pipelines.cluster import DEFAULT_SETTINGS, ClusterSettings
 from rfm_pipelines.pipelines.registry import pipelines
-from rfm_pipelines.pipelines.steps import ExtraStep, add_extra_steps, curate_step, ingest_step, label_step
+from rfm_pipelines.pipelines.steps import (
+    ExtraStep,
+    add_extra_steps,
+    curate_step,
+    embed_step,
+    ingest_step,
+    label_step,
+)
 
 
 def curation_pipeline(
@@ -23,16 +30,18 @@ def curation_pipeline(
     extras = tuple(extra_steps)
 
     # kfp ships no type information, hence the ignore.
-    @dsl.pipeline(name="rfm-curation", description="Ingest, label, then select a budgeted, balanced subset.")  # type: ignore[untyped-decorator]
-    def curation(embeddings_url: str, source: str = "sample", adapter: str = "", long_side: int = 256,
+    @dsl.pipeline(name="rfm-curation", description="Ingest, label, embed, then select a budgeted, balanced subset.")  # type: ignore[untyped-decorator]
+    def curation(model_url: str, source: str = "sample", adapter: str = "", long_side: int = 256,
                  shard_size: int = 1024, label_backend: str = "rule", strategy: str = "hkmeans",
-                 budget: float = 0.227, seed: int = 0, dedup: str = "exact,semantic") -> dsl.Dataset:
+                 budget: float = 0.227, seed: int = 0, dedup: str = "exact,semantic",
+                 split: str = "") -> dsl.Dataset:
         ingested = ingest_step(settings, source, adapter, long_side, shard_size)
         labelled = label_step(settings, ingested.outputs["dataset"], label_backend)
-        embeddings = dsl.importer(artifact_uri=embeddings_url, artifact_class=dsl.Dataset, reimport=False)
-        embeddings.set_display_name("embeddings")
-        curated = curate_step(settings, labelled.outputs["labelled"], embeddings.output, strategy, budget, seed,
-                              dedup)
+        model = dsl.importer(artifact_uri=model_url, artifact_class=dsl.Model, reimport=False)
+        model.set_display_name("model")
+        embedded = embed_step(settings, model.output, labelled.outputs["labelled"])
+        curated = curate_step(settings, labelled.outputs["labelled"], embedded.outputs["embeddings"], strategy,
+                              budget, seed, dedup, split)
         add_extra_steps(extras, curated.outputs["curated"])
         return curated.outputs["curated"]
 

@@ -10,13 +10,18 @@ from typing import Any
 
 from kfp.dsl import PipelineTask
 
-from rfm_pipelines.cluster import ClusterSettings, Resources, standard_step, with_deid_key
-from rfm_pipelines.components import curate, ingest, label
+from rfm_pipelines.cluster import ClusterSettings, Resources, standard_step, with_deid_key, with_gpus
+from rfm_pipelines.components import curate, embed, ingest, label, pretrain
+from rfm_pipelines.components.evaluation import compare, evaluate
 
 INGEST_RESOURCES = Resources(cpu="4", memory="16Gi")
 INGEST_WORKERS = 4  # = INGEST_RESOURCES.cpu: os.cpu_count() in a pod would report the whole node
 LABEL_RESOURCES = Resources(cpu="1", memory="4Gi")
 CURATE_RESOURCES = Resources(cpu="4", memory="32Gi")
+TRAIN_RESOURCES = Resources(cpu="8", memory="64Gi")  # data loading workers beside each GPU
+EMBED_RESOURCES = Resources(cpu="4", memory="16Gi")
+EVAL_RESOURCES = Resources(cpu="4", memory="16Gi")
+COMPARE_RESOURCES = Resources(cpu="1", memory="2Gi")
 
 # A user's extra step: receives the dataset artifact of the step it follows, returns its own task.
 ExtraStep = Callable[[Any], PipelineTask]
@@ -35,10 +40,38 @@ def label_step(settings: ClusterSettings, dataset: Any, backend: Any) -> Pipelin
 
 
 def curate_step(settings: ClusterSettings, dataset: Any, embeddings: Any, strategy: Any, budget: Any, seed: Any,
-                dedup: Any) -> PipelineTask:
+                dedup: Any, split: Any = "", name: str = "curate") -> PipelineTask:
     task = curate(dataset=dataset, embeddings=embeddings, strategy=strategy, budget=budget, seed=seed,
-                  dedup=dedup).set_display_name("curate")
+                  dedup=dedup, split=split).set_display_name(name)
     return standard_step(task, settings, CURATE_RESOURCES)
+
+
+def pretrain_step(settings: ClusterSettings, name: str, dataset: Any, preset: Any, overrides: Any, max_steps: Any,
+                  seed: Any, subset: Any = None) -> PipelineTask:
+    """One training run on a GPU node; ``subset`` (a curation output) restricts it to the kept samples."""
+    inputs = {"subset": subset} if subset is not None else {}
+    task = pretrain(dataset=dataset, preset=preset, overrides=overrides, max_steps=max_steps, seed=seed,
+                    **inputs).set_display_name(name)
+    return with_gpus(standard_step(task, settings, TRAIN_RESOURCES), settings, settings.train_gpus)
+
+
+def embed_step(settings: ClusterSettings, model: Any, dataset: Any) -> PipelineTask:
+    task = embed(model=model, dataset=dataset).set_display_name("embed")
+    return with_gpus(standard_step(task, settings, EMBED_RESOURCES), settings)
+
+
+def evaluate_step(settings: ClusterSettings, display: str, model: Any, dataset: Any, suite: Any, split: Any,
+                  benchmark: Any, n_boot: Any, seed: Any, name: Any = "") -> PipelineTask:
+    """``benchmark`` names the protocol (observations, label mode) of rfm-eval's registry; "" = the model's."""
+    task = evaluate(model=model, dataset=dataset, name=name, suite=suite, split=split, benchmark=benchmark,
+                    n_boot=n_boot, seed=seed).set_display_name(display)
+    return standard_step(task, settings, EVAL_RESOURCES)
+
+
+def compare_step(settings: ClusterSettings, runs: Any, reference: Any, n_boot: Any, seed: Any) -> PipelineTask:
+    """Compare evaluation outputs (``dsl.Collected``) with paired tests against the ``reference`` run name."""
+    task = compare(runs=runs, reference=reference, n_boot=n_boot, seed=seed).set_display_name("compare")
+    return standard_step(task, settings, COMPARE_RESOURCES)
 
 
 def add_extra_steps(steps: tuple[ExtraStep, ...], dataset: Any) -> None:
