@@ -112,3 +112,11 @@ def load_image_encoder(directory: str, device: str = "cpu") -> ImageEncoder:
     if fmt not in image_encoder_loaders:
         raise ConfigError(f"{directory}: unknown model format {fmt!r}; known: {image_encoder_loaders.names()}")
     return image_encoder_loaders.create(fmt, directory=directory, device=device).eval()
+
+
+@image_encoder_loaders.register("rfm-self-distillation")
+def _self_distillation_image_encoder(directory: str, device: str = "cpu") -> ImageEncoder:
+    """The EMA teacher backbone of an ``rfm_models.ssl`` export (imported lazily: no cycle)."""
+    from rfm_models.ssl.export import load_self_distillation
+
+    return load_self_distillation(directory, device=device).teacher

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ import torch.distributed as dist
 
 from rfm_data import io
 from rfm_data.errors import ConfigError
+from rfm_data.registry import Registry
 from rfm_models.export import save_pretrained
 from rfm_models.model import ModelConfig, VisionLanguageModel, build_model
 from rfm_models.train.config import DataConfig, SelectorConfig, register_configs, train_config_from_dict
@@ -47,6 +50,10 @@ def build_loader(cfg: DataConfig, seed: int, model: VisionLanguageModel) -> Any:
     ids = read_sample_ids(cfg.subset) if cfg.subset else None
     dataset = StreamingShardDataset(cfg.url, transform=transform, seed=seed, split=cfg.split,
                                     buffer_size=cfg.buffer_size, drop_remainder=True, ids=ids)
+    if cfg.drop_last and len(dataset) < cfg.batch_size:  # every batch would be dropped: say why, before training
+        where = f"data.subset {cfg.subset}" if cfg.subset else f"data.url (split {cfg.split})"
+        raise ConfigError(f"data.batch_size={cfg.batch_size} exceeds the {len(dataset)} samples this rank gets from "
+                          f"{where}: lower data.batch_size or set data.drop_last=false")
     return ShardLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=cfg.drop_last,
                        collate_fn=model.collator(cfg.prompt_fraction, seed))
 
@@ -59,6 +66,44 @@ def build_selector(cfg: SelectorConfig, epoch_size: int) -> Any:
 
     params = {"epoch_size": epoch_size, **dict(cfg.params)}
     return create_selector(cfg.name, **params)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """How the CLI builds, feeds and exports one kind of model (``model_kind`` in the configuration)."""
+
+    build: Callable[[dict[str, Any], int], torch.nn.Module]  # (composed config container, seed) -> model
+    loader: Callable[[DataConfig, int, Any], Any]  # (data config, seed, model) -> resumable loader
+    export: Callable[[Any, str], None]  # (trained model, directory) -> None
+
+
+model_kinds: Registry[ModelKind] = Registry("model kind")
+
+
+@model_kinds.register("vision_language")
+def _vision_language() -> ModelKind:
+    return ModelKind(build=lambda c, seed: build_model(ModelConfig.from_dict(c["model"]), seed=seed),
+                     loader=build_loader, export=save_pretrained)
+
+
+@model_kinds.register("self_distillation")
+def _self_distillation() -> ModelKind:
+    from rfm_models.ssl.config import SelfDistillationConfig
+    from rfm_models.ssl.data import build_ssl_loader
+    from rfm_models.ssl.export import save_self_distillation
+    from rfm_models.ssl.model import build_self_distillation
+
+    def loader(cfg: DataConfig, seed: int, model: Any) -> Any:
+        from rfm_data.subsets import read_sample_ids
+
+        ids = read_sample_ids(cfg.subset) if cfg.subset else None
+        return build_ssl_loader(cfg.url, model.config, cfg.batch_size, seed, cfg.split, cfg.num_workers,
+                                cfg.buffer_size, cfg.drop_last, ids=ids)
+
+    return ModelKind(
+        build=lambda c, seed: build_self_distillation(SelfDistillationConfig.from_dict(c["self_distillation"]),
+                                                      seed=seed),
+        loader=loader, export=save_self_distillation)
 
 
 def _init_distributed() -> None:
@@ -80,13 +125,17 @@ def run(overrides: list[str]) -> TrainResult:
     _init_distributed()
     if not dist.is_initialized() or dist.get_rank() == 0:
         io.write_text(io.join(train_cfg.output_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
+    kind_name = str(container.get("model_kind", "vision_language"))
+    if kind_name not in model_kinds:
+        raise ConfigError(f"model_kind={kind_name!r} is unknown; choose one of {model_kinds.names()}")
+    kind = model_kinds.create(kind_name)
     # Every rank builds the same initial weights from the seed (DDP would broadcast rank 0's anyway).
-    model = build_model(ModelConfig.from_dict(container["model"]), seed=train_cfg.seed)
-    loader = build_loader(DataConfig(**container["data"]), train_cfg.seed, model)
+    model = kind.build(container, train_cfg.seed)
+    loader = kind.loader(DataConfig(**container["data"]), train_cfg.seed, model)
     selector = build_selector(SelectorConfig(**container["selector"]), len(loader.dataset))
     result = train(train_cfg, model, loader, selector)
     if not dist.is_initialized() or dist.get_rank() == 0:
-        save_pretrained(model, io.join(train_cfg.output_dir, "model"))
+        kind.export(model, io.join(train_cfg.output_dir, "model"))
     return result
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from rfm_data.errors import ConfigError
 from rfm_models.model import ModelConfig
+from rfm_models.ssl.config import SelfDistillationConfig
 
 
 class Precision(str, Enum):
@@ -150,12 +151,18 @@ class SelectorConfig:
 
 @dataclass
 class RunConfig:
-    """The whole ``rfm-train`` configuration; the CLI builds the model with ``build_model(model, seed=train.seed)``."""
+    """The whole ``rfm-train`` configuration.
+
+    ``model_kind`` names an entry of ``rfm_models.train.cli.model_kinds``: ``vision_language`` builds
+    ``build_model(model)``, ``self_distillation`` builds ``build_self_distillation(self_distillation)``.
+    """
 
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     selector: SelectorConfig = field(default_factory=SelectorConfig)
+    model_kind: str = "vision_language"
     model: ModelConfig = field(default_factory=ModelConfig)
+    self_distillation: SelfDistillationConfig = field(default_factory=SelfDistillationConfig)
 
 
 def register_configs() -> None:

@@ -2,8 +2,11 @@
 
 The model contract: ``out = model(batch, keep=mask_or_None)`` returns a dict with ``"loss"`` (a scalar over
 the kept rows). With an online selector it must also return ``"image_emb"``, ``"text_emb"`` and, for loss-based
-selectors, ``"per_sample_loss"`` for *all* rows when ``keep`` is None. ``rfm_models.model.VisionLanguageModel``
-is the model it is made for (its collator as the loader's ``collate_fn``).
+selectors, ``"per_sample_loss"`` for *all* rows when ``keep`` is None. A model with
+``after_optimizer_step(step, total_steps, optimizer)`` has it called after every optimizer step (the EMA
+teacher and schedules of :mod:`rfm_models.ssl`); state it keeps in parameters / buffers resumes exactly.
+``rfm_models.model.VisionLanguageModel`` is the model it is made for (its collator as the loader's
+``collate_fn``).
 
 Online selection (CheXficient) costs one extra forward: while the selector is warming up or selecting, each
 batch first goes through a **no-grad scoring pass** on every sample (embeddings, per-sample losses), the
@@ -113,7 +116,9 @@ class _Run:
         self.model: torch.nn.Module = self.module
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.module, device_ids=ids)
+            # A model that freezes part of itself for some steps (self-distillation's head warm-up) says so.
+            unused = bool(getattr(self.module, "ddp_find_unused_parameters", False))
+            self.model = DistributedDataParallel(self.module, device_ids=ids, find_unused_parameters=unused)
         self.optimizer = build_optimizer(self.module, cfg.optimizer, fused=self.device.type == "cuda")
         self.total_steps = self._total_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg.schedule, self.total_steps))
@@ -334,6 +339,10 @@ class _Run:
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
+            # Per-step model updates that follow the weights (EMA teacher, schedules): after each step.
+            hook = getattr(self.module, "after_optimizer_step", None)
+            if hook is not None:
+                hook(self.step + 1, self.total_steps, self.optimizer)
         self.step += 1
         self._sync_epoch()
         micro = self._pending["micro"]
