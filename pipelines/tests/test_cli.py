@@ -64,3 +64,13 @@ def test_submit_requires_a_host_and_checks_arguments_before_connecting(capsys: p
     # A bad value fails before any connection: nothing listens on this host, and the error is ours.
     assert main(["submit", "data", "--host", "http://127.0.0.1:9", "--set", "shard_size=big"]) == 2
     assert "not a valid integer" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+def test_a_failed_step_is_named_and_earlier_outputs_stay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # label fails (unknown backend) after ingest succeeded: the message names it, ingest's shards remain.
+    assert main(["run", "data", "--pipeline-root", str(tmp_path), "--set", "shard_size=32",
+                 "--set", "label_backend=oracle"]) == 1
+    err = capsys.readouterr().err
+    assert "step 'label' failed" in err and str(tmp_path) in err
+    assert len(list(tmp_path.glob("rfm-data-*/ingest/dataset/manifest.parquet"))) == 1

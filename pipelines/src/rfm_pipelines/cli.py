@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rfm_pipelines import runner
 from rfm_pipelines.components import components
@@ -51,8 +52,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.host:
         print(f"submitted run {runner.submit(args.pipeline, args.host, arguments)}")
         return 0
-    task = runner.run_local(args.pipeline, arguments, args.pipeline_root)
-    print(f"{args.pipeline}: finished; output {task.output.uri}")
+    try:
+        run = runner.run_local(args.pipeline, arguments, args.pipeline_root)
+    except runner.StepFailedError as err:
+        print(f"rfm: {args.pipeline}: {err}", file=sys.stderr)
+        return 1
+    output = run.output
+    if getattr(output, "schema_title", "") == "system.Markdown":  # a report: show it, not just its path
+        print("\n" + Path(output.path).read_text())
+    print(f"{args.pipeline}: finished; output {output.uri} (run folder {run.run_dir})")
     return 0
 
 

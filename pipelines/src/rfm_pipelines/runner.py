@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +61,54 @@ def parse_arguments(pipeline: GraphComponent, pairs: list[str]) -> dict[str, Any
     return arguments
 
 
-def run_local(name: str, arguments: Mapping[str, Any], pipeline_root: str = DEFAULT_LOCAL_ROOT) -> Any:
-    """Run a pipeline in this Python environment with kfp.local (offline; Kubernetes settings are ignored)."""
+class StepFailedError(RuntimeError):
+    """A step of a local run failed; earlier steps' outputs stay where they were written."""
+
+    def __init__(self, step: str, run_dir: Path | None, detail: str) -> None:
+        self.step, self.run_dir = step, run_dir
+        where = f"; outputs of the finished steps are kept under {run_dir}" if run_dir else ""
+        super().__init__(f"step {step!r} failed{where}. Its log is printed above this message ({detail})")
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """A finished local run: its folder and the pipeline's output artifact."""
+
+    run_dir: Path
+    output: Any
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _newest_run(root: Path, pipeline_name: str) -> Path | None:
+    runs = sorted(root.glob(f"{pipeline_name}-*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
+def _failed_step(message: str) -> str:
+    """The innermost failed task named in kfp.local's message ("Inner task failed: 'x' inside 'y'")."""
+    names = re.findall(r"'([^']+)'", _ANSI.sub("", message).split("Inner task failed:", 1)[-1])
+    return " inside ".join(names) if names else "unknown"
+
+
+def run_local(name: str, arguments: Mapping[str, Any], pipeline_root: str = DEFAULT_LOCAL_ROOT) -> LocalRun:
+    """Run a pipeline in this Python environment with kfp.local (offline; Kubernetes settings are ignored).
+
+    Raises:
+        StepFailedError: naming the failed step and the run folder (kfp.local streams each step's log to the
+            console as it runs, so the failed step's log is just above the message).
+    """
     pipeline = create_pipeline(name)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    return pipeline(**arguments)
+    try:
+        task = pipeline(**arguments)
+    except RuntimeError as err:
+        raise StepFailedError(_failed_step(str(err)), _newest_run(root, pipeline.name), "kfp.local") from err
+    run_dir = _newest_run(root, pipeline.name)
+    return LocalRun(run_dir if run_dir is not None else root, task.output)
 
 
 def compile_pipeline(name: str, output: str) -> str:
