@@ -194,3 +194,17 @@ def test_selection_that_keeps_nothing_stops_with_a_clear_message(cxr_dataset: st
     with pytest.raises(EmptyDatasetError, match="online selection kept no sample"):
         train(_cfg(tmp_path, budget=BudgetConfig(max_epochs=3), schedule=ScheduleConfig(total_steps=9)),
               _model(), make_loader(cxr_dataset), _LossThresholdSelector(threshold=1e9))
+
+
+def test_flops_are_measured_per_input_shape() -> None:
+    # Text batches are padded to their longest report, so two batches of one run can differ in cost: each
+    # shape is measured on its own, and a repeated shape reuses its figure without counting again.
+    from rfm_models.train.compute import PerShapeFlops
+
+    layer = torch.nn.Linear(8, 8)
+    flops = PerShapeFlops()
+    short, long = {"x": torch.ones(4, 3, 8)}, {"x": torch.ones(4, 6, 8)}
+    _, a = flops.run(short, lambda: layer(short["x"]).sum().backward(), 4)
+    _, b = flops.run(long, lambda: layer(long["x"]).sum().backward(), 4)
+    _, again = flops.run(short, lambda: None, 4)
+    assert a > 0 and b == 2 * a and again == a

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from rfm_data import io
 from rfm_data.errors import ConfigError
 from rfm_models.train import checkpoint as ckpt
-from rfm_models.train.compute import ComputeCounters, DeviceTimer, budget_reason, measure_flops
+from rfm_models.train.compute import ComputeCounters, DeviceTimer, PerShapeFlops, budget_reason
 from rfm_models.train.config import TrainConfig
 from rfm_models.train.logging import METRICS_FILE, TrainLogger, kept_ids_file, truncate_jsonl
 from rfm_models.train.runtime import (
@@ -128,6 +128,7 @@ class _Run:
         self.resumed_from: int | None = None
         self.last_checkpoint: str | None = None
         self._subset: set[Any] | None = None
+        self._train_flops, self._score_flops = PerShapeFlops(), PerShapeFlops()
         self._pending: dict[str, float] = {"samples": 0, "kept": 0, "scored": 0, "flops": 0.0, "loss": 0.0,
                                            "micro": 0}
         self._resume()
@@ -303,10 +304,9 @@ class _Run:
                 out: dict[str, torch.Tensor] = self.module(batch, keep=None)
             return out
 
-        if self.counters.score_flops_per_sample:
-            return forward()
-        out, flops = measure_flops(forward)
-        self.counters.score_flops_per_sample = flops / max(1, len(batch["sample_id"]))
+        out, per_sample = self._score_flops.run(batch, forward, len(batch["sample_id"]))
+        self.counters.score_flops_per_sample = per_sample  # the latest shape's figure (shown in logs)
+        self._pending["flops"] += per_sample * len(batch["sample_id"])
         return out
 
     def _forward_backward(self, batch: Mapping[str, Any], keep: torch.Tensor | None, kept: int) -> None:
@@ -321,13 +321,11 @@ class _Run:
                 self.scaler.scale(loss / self.cfg.accumulation_steps).backward()
             return float(loss.detach())
 
-        if self.counters.train_flops_per_sample or not kept:
-            loss = run()
-        else:
-            loss, flops = measure_flops(run)
-            self.counters.train_flops_per_sample = flops / kept
+        loss, per_sample = self._train_flops.run(batch, run, kept)
+        if kept:
+            self.counters.train_flops_per_sample = per_sample  # the latest shape's figure (shown in logs)
         self._pending["loss"] += loss
-        self._pending["flops"] += self.counters.train_flops_per_sample * kept
+        self._pending["flops"] += per_sample * kept
 
     # -- one optimizer step --------------------------------------------------------------------------
     def _optimizer_step(self) -> str | None:
@@ -358,8 +356,7 @@ class _Run:
     def _account(self) -> None:
         """Add this step's samples / FLOPs / seconds, summed over ranks so that every rank agrees."""
         p = self._pending
-        flops_scored = self.counters.score_flops_per_sample * p["scored"]
-        sums = torch.tensor([p["samples"], p["kept"], p["scored"], p["flops"] + flops_scored, self.timer.total],
+        sums = torch.tensor([p["samples"], p["kept"], p["scored"], p["flops"], self.timer.total],
                             dtype=torch.float64)
         wall = torch.tensor([time.perf_counter() - self._wall_origin], dtype=torch.float64)
         if self.info.distributed:
