@@ -5,7 +5,8 @@
 New layouts register with ``@register_dataset("name")`` on a ``factory(root, **options)`` function.
 """
 
-from rfm_data.adapters import dicom_folder, layouts, tables  # noqa: F401  (registers the built-in adapters)
+# Imported for their @register_dataset side effects (the built-in adapters).
+from rfm_data.adapters import dicom_folder, layouts, nih, rsna, siim, tables  # noqa: F401
 from rfm_data.adapters.base import AdapterFn, datasets, iter_items, list_datasets, register_dataset
 from rfm_data.adapters.guess import guess_dataset
 
