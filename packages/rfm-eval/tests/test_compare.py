@@ -25,6 +25,10 @@ def test_compare_against_the_random_init_twin(quick_config: Callable[..., EvalCo
 
 def test_a_run_compared_with_itself_differs_by_zero(sample_run: EvalResult, tmp_path: Path) -> None:
     result = compare([sample_run.out, sample_run.out], str(tmp_path / "self"), names=["a", "b"], n_boot=20)
+    # The sample's test split has no reports: retrieval is skipped, and the table says so instead of omitting it.
+    skipped = {name for name, task in sample_run.tasks.items() if task.status.value == "skipped"}
+    assert set(result.skipped) == skipped
+    assert all(f"- {name}: skipped (" in result.table() for name in skipped)
     for metric, per in result.paired["linear_probe"].items():
         diff = per["b"].diff
         assert not diff.defined or diff.value == 0, metric

@@ -35,12 +35,14 @@ class CompareResult:
         names: run labels, reference first.
         headline: task → metric → run label → estimate.
         paired: task → metric → run label (not the reference) → paired estimate (run - reference).
+        skipped: task → why the reference run skipped it (e.g. no reports in the split for retrieval).
     """
 
     out: str
     names: list[str]
     headline: dict[str, dict[str, dict[str, Estimate]]] = field(default_factory=dict)
     paired: dict[str, dict[str, dict[str, PairedEstimate]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> str:
         """Markdown table: one row per task/metric, one column per run, then each run's paired difference."""
@@ -54,6 +56,7 @@ class CompareResult:
                     p = self.paired.get(task, {}).get(metric, {}).get(o)
                     cells.append("–" if p is None else f"{p.diff.format()} ({_p_text(p)})")
                 lines.append("| " + " | ".join([task, metric, *cells]) + " |")
+        lines += ["", *(f"- {task}: skipped ({reason})" for task, reason in self.skipped.items())]
         return "\n".join(lines) + "\n"
 
 
@@ -112,6 +115,8 @@ def compare(runs: Sequence[str], out: str, names: Sequence[str] | None = None, n
     if len(labels) != len(runs) or len(set(labels)) != len(labels):
         raise ConfigError(f"names {labels} must be {len(runs)} distinct labels, one per run")
     result = CompareResult(out, labels)
+    result.skipped = {k: str(v.get("reason", "")) for k, v in loaded[0]["tasks"].items()
+                      if v.get("status") == TaskStatus.SKIPPED.value}
     ok = [_ok_tasks(d) for d in loaded]
     for task in ok[0]:
         result.headline[task] = {}
@@ -133,7 +138,8 @@ def _write(result: CompareResult) -> None:
                "headline": {t: {m: {n: e.to_dict() for n, e in r.items()} for m, r in ms.items()}
                             for t, ms in result.headline.items()},
                "paired": {t: {m: {n: p.to_dict() for n, p in r.items()} for m, r in ms.items()}
-                          for t, ms in result.paired.items()}}
+                          for t, ms in result.paired.items()},
+               "skipped": result.skipped}
     io.write_text(io.join(result.out, "compare.json"), dumps(payload))
     io.write_text(io.join(result.out, "compare.md"), "# rfm-eval compare\n\n" + result.table())
     _plot(result, io.join(result.out, "compare.png"))

@@ -68,3 +68,7 @@ def compare(
         names.insert(0, names.pop(first))
     compare_runs(paths, comparison.path, names=names, n_boot=n_boot, seed=seed)
     shutil.copyfile(os.path.join(comparison.path, "compare.md"), report.path)
+    with open(report.path, "a") as f:
+        f.write(f"\nComparison: {comparison.path} (compare.json, compare.png)\n")
+        f.write("".join(f"Evaluation of {n}: {p} (results.md, one folder per task with its plot)\n"
+                        for n, p in zip(names, paths, strict=True)))

@@ -59,7 +59,7 @@ def end_to_end_pipeline(
                    label_backend: str = "rule", preset: str = "demo_clip_cxr",
                    train_overrides: list = [],  # noqa: B006 (kfp takes the literal as the default value)
                    warmup_steps: int = 20, train_steps: int = 60,
-                   branches: list = DEFAULT_BRANCHES,  # noqa: B006
+                   branches: list = DEFAULT_BRANCHES,
                    reference: str = "full", eval_suite: str = "quick", eval_split: str = "test",
                    eval_benchmark: str = "sample", n_boot: int = 1000, seed: int = 0) -> dsl.Markdown:
         ingested = ingest_step(settings, source, adapter, long_side, shard_size)
