@@ -82,15 +82,24 @@ with open(sys.argv[1], "rb") as f:
 PY
 }
 
-# The optional-dependency groups ("extras") a package declares, comma-separated (empty when none).
+# The optional-dependency groups ("extras") a package declares, comma-separated (empty when none); a package
+# with an `all` extra gets just that one (listing it beside the extras it names makes pip's resolver fail).
 extras_of() {
   "$PYTHON" - "$1" <<'PY'
 import sys
 import tomllib
 
 with open(sys.argv[1], "rb") as f:
-    print(",".join(tomllib.load(f)["project"].get("optional-dependencies", {})))
+    extras = list(tomllib.load(f)["project"].get("optional-dependencies", {}))
+print("all" if "all" in extras else ",".join(extras))
 PY
+}
+
+# Append one workspace package, with every extra it declares, to the caller's `editables` array.
+editables_add() {
+  local extras
+  extras="$(extras_of "$1/pyproject.toml")"
+  editables+=(-e "${1#"$REPO_ROOT"/}${extras:+[$extras]}")
 }
 
 install_profile() {
@@ -103,13 +112,14 @@ install_profile() {
       # Everything editable with every extra (the tests exercise the optional code too), in one resolver
       # run so pip sees every constraint at once. torch comes from the package index as a plain requirement
       # (the default build; it runs on CPU).
-      local editables=() pkg extras
-      for pkg in "$REPO_ROOT"/packages/*/ "$REPO_ROOT"/pipelines/; do
-        pkg="${pkg%/}"
-        [[ -f "$pkg/pyproject.toml" ]] || continue
-        extras="$(extras_of "$pkg/pyproject.toml")"
-        editables+=(-e "${pkg#"$REPO_ROOT"/}${extras:+[$extras]}")
+      # In dependency order: pip's resolver only matches a pinned dependency (rfm-data==0.1.0) to an editable
+      # given with extras when that editable comes before the packages depending on it.
+      local editables=() pkg
+      for pkg in rfm-data rfm-curation rfm-models rfm-eval rfm-reportgen; do
+        editables_add "$REPO_ROOT/packages/$pkg"
       done
+      editables_add "$REPO_ROOT/pipelines"
+
       local dev_text dev
       dev_text="$(dev_requirements)"  # a separate step so that a failure stops the script (set -e)
       mapfile -t dev <<<"$dev_text"

@@ -57,9 +57,9 @@ def end_to_end_pipeline(
                   description="Curated vs random vs full training at equal compute, evaluated and compared.")
     def end_to_end(source: str = "sample", adapter: str = "", long_side: int = 256, shard_size: int = 1024,
                    label_backend: str = "rule", preset: str = "demo_clip_cxr",
-                   train_overrides: list = [],  # noqa: B006 (kfp takes the literal as the default value)
+                   train_overrides: list[str] = [],  # noqa: B006 (kfp takes the literal as the default value)
                    warmup_steps: int = 20, train_steps: int = 60,
-                   branches: list = DEFAULT_BRANCHES,
+                   branches: list = DEFAULT_BRANCHES,  # type: ignore[type-arg]  # kfp: a loop item must not be Any
                    reference: str = "full", eval_suite: str = "quick", eval_split: str = "test",
                    eval_benchmark: str = "sample", n_boot: int = 1000, seed: int = 0) -> dsl.Markdown:
         ingested = ingest_step(settings, source, adapter, long_side, shard_size)

@@ -13,6 +13,7 @@ from kfp.dsl import PipelineTask
 from rfm_pipelines.cluster import ClusterSettings, Resources, standard_step, with_deid_key, with_gpus
 from rfm_pipelines.components import curate, embed, ingest, label, pretrain
 from rfm_pipelines.components.evaluation import compare, evaluate
+from rfm_pipelines.components.reportgen import reportgen_evaluate, reportgen_train
 
 INGEST_RESOURCES = Resources(cpu="4", memory="16Gi")
 INGEST_WORKERS = 4  # = INGEST_RESOURCES.cpu: os.cpu_count() in a pod would report the whole node
@@ -22,6 +23,7 @@ TRAIN_RESOURCES = Resources(cpu="8", memory="64Gi")  # data loading workers besi
 EMBED_RESOURCES = Resources(cpu="4", memory="16Gi")
 EVAL_RESOURCES = Resources(cpu="4", memory="16Gi")
 COMPARE_RESOURCES = Resources(cpu="1", memory="2Gi")
+REPORTGEN_RESOURCES = Resources(cpu="8", memory="32Gi")
 
 # A user's extra step: receives the dataset artifact of the step it follows, returns its own task.
 ExtraStep = Callable[[Any], PipelineTask]
@@ -78,3 +80,19 @@ def add_extra_steps(steps: tuple[ExtraStep, ...], dataset: Any) -> None:
     """Attach each user step after ``dataset``'s producer (the data flow orders them)."""
     for step in steps:
         step(dataset)
+
+
+def reportgen_train_step(settings: ClusterSettings, dataset: Any, encoder: Any, corpus_url: Any, target: Any,
+                         decoder_steps: Any, max_steps: Any, batch_size: Any, seed: Any) -> PipelineTask:
+    """Report-generator training on a GPU node; ``encoder`` (a model directory) gives the frozen image encoder."""
+    task = reportgen_train(dataset=dataset, encoder=encoder, corpus_url=corpus_url, target=target,
+                           pretrain_steps=decoder_steps, max_steps=max_steps, batch_size=batch_size,
+                           seed=seed).set_display_name("reportgen-train")
+    return with_gpus(standard_step(task, settings, REPORTGEN_RESOURCES), settings)
+
+
+def reportgen_evaluate_step(settings: ClusterSettings, generator: Any, dataset: Any, baseline: Any, split: Any,
+                            n_boot: Any, seed: Any) -> PipelineTask:
+    task = reportgen_evaluate(generator=generator, dataset=dataset, baseline=baseline, split=split, n_boot=n_boot,
+                              seed=seed).set_display_name("reportgen-evaluate")
+    return with_gpus(standard_step(task, settings, REPORTGEN_RESOURCES), settings)
