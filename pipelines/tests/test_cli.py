@@ -14,15 +14,18 @@ from rfm_pipelines.runner import parse_arguments
 
 def test_lists(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pipelines", "list"]) == 0
-    assert capsys.readouterr().out.split() == ["curation", "data", "end-to-end"]
+    assert capsys.readouterr().out.split() == ["curation", "data", "efficiency", "end-to-end", "evaluation",
+                                               "pretraining", "report-generation"]
     assert main(["components", "list"]) == 0
-    assert capsys.readouterr().out.split() == ["compare", "curate", "embed", "evaluate", "ingest", "label", "pretrain",
-                                               "trainjob"]
+    assert capsys.readouterr().out.split() == ["compare", "curate", "embed", "evaluate", "ingest", "join_datasets",
+                                               "label", "pretrain", "reportgen_evaluate", "reportgen_train",
+                                               "study_report", "trainjob"]
 
 
 def test_unknown_pipeline_names_the_known_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["compile", "pretrain", "-o", str(tmp_path / "x.yaml")]) == 2
-    assert "unknown pipeline 'pretrain'; known: curation, data, end-to-end" in capsys.readouterr().err
+    known = "curation, data, efficiency, end-to-end, evaluation, pretraining, report-generation"
+    assert f"unknown pipeline 'pretrain'; known: {known}" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
 
 

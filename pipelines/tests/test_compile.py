@@ -20,11 +20,17 @@ EXPECTED_TASKS = {
     "data": {"ingest", "label"},
     "curation": {"ingest", "label", "importer", "embed", "curate"},
     "end-to-end": {"ingest", "label", "pretrain", "embed", "for-loop-1", "compare"},
+    "pretraining": {"ingest", "label", "pretrain"},
+    "evaluation": {"ingest", "label", "importer", "evaluate"},
+    "report-generation": {"ingest", "label", "pretrain", "reportgen-train", "reportgen-evaluate"},
+    "efficiency": {"for-loop-1", "join-datasets", "label", "pretrain", "embed", "for-loop-2", "study-report"},
 }
 IMAGES = {"exec-ingest": "rfm-data", "exec-label": "rfm-data", "exec-curate": "rfm-curation",
           "exec-pretrain": "rfm-models", "exec-pretrain-2": "rfm-models", "exec-embed": "rfm-models",
-          "exec-evaluate": "rfm-eval", "exec-compare": "rfm-eval"}
-GPU_EXECUTORS = {"exec-pretrain", "exec-pretrain-2", "exec-embed"}
+          "exec-evaluate": "rfm-eval", "exec-compare": "rfm-eval", "exec-reportgen-train": "rfm-reportgen",
+          "exec-reportgen-evaluate": "rfm-reportgen", "exec-join-datasets": "rfm-pipelines",
+          "exec-study-report": "rfm-pipelines"}
+GPU_EXECUTORS = {"exec-pretrain", "exec-pretrain-2", "exec-embed", "exec-reportgen-train", "exec-reportgen-evaluate"}
 
 
 def _compile(name: str, tmp_path: Path, **overrides: Any) -> list[dict[str, Any]]:
@@ -49,9 +55,9 @@ def test_dag_images_and_resources(name: str, tmp_path: Path) -> None:
     spec, _ = _compile(name, tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == EXPECTED_TASKS[name]
-    assert tasks["label"]["dependentTasks"] == ["ingest"]
+    assert tasks["label"]["dependentTasks"] == (["join-datasets"] if name == "efficiency" else ["ingest"])
     assert all(t.get("cachingOptions", {}).get("enableCache") for n, t in _all_tasks(spec).items()
-               if n not in ("importer", "for-loop-1"))
+               if n not in ("importer", "for-loop-1", "for-loop-2"))
     executors = spec["deploymentSpec"]["executors"]
     assert set(executors) - {"exec-importer"} <= set(IMAGES)
     for executor, package in IMAGES.items():

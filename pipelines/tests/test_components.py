@@ -52,7 +52,8 @@ def test_curate_keeps_a_budgeted_subset_and_renders_its_report(
 
 
 def test_registry_lists_every_component_and_names_the_known_ones() -> None:
-    names = ["compare", "curate", "embed", "evaluate", "ingest", "label", "pretrain", "trainjob"]
+    names = ["compare", "curate", "embed", "evaluate", "ingest", "join_datasets", "label", "pretrain",
+             "reportgen_evaluate", "reportgen_train", "study_report", "trainjob"]
     assert components.names() == names
     assert get_component("label") is label
     with pytest.raises(KeyError, match="known: " + ", ".join(names)):
@@ -62,7 +63,8 @@ def test_registry_lists_every_component_and_names_the_known_ones() -> None:
 def test_components_run_on_the_package_images_without_installing_anything() -> None:
     for name, package in {"ingest": "rfm-data", "label": "rfm-data", "curate": "rfm-curation", "embed": "rfm-models",
                           "pretrain": "rfm-models", "evaluate": "rfm-eval", "compare": "rfm-eval",
-                          "trainjob": "rfm-pipelines"}.items():
+                          "trainjob": "rfm-pipelines", "reportgen_train": "rfm-reportgen",
+                          "reportgen_evaluate": "rfm-reportgen"}.items():
         container = get_component(name).component_spec.implementation.container
         assert container.image == f"ghcr.io/rfm-project/{package}:0.1.0"
         command = " ".join(container.command)

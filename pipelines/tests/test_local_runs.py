@@ -70,3 +70,16 @@ def test_our_components_compose_in_a_users_own_pipeline(local_root: Path) -> Non
 
     counts = my_data().output
     assert counts.metadata["labelled"] > 0
+
+
+@pytest.mark.slow
+def test_report_generation_pipeline_trains_and_scores_against_retrieval(local_root: Path) -> None:
+    # The sample's reports: 7 in train, 2 in val (none in test), so the tiny run scores the val split.
+    report = create_pipeline("report-generation")(
+        shard_size=32, preset="test_clip_cxr", train_overrides=["data.batch_size=8"], clip_steps=3,
+        decoder_steps=3, generator_steps=3, generator_batch_size=4, eval_split="val", n_boot=20).output
+    text = Path(report.path).read_text()
+    scores = json.loads(next(local_root.glob("rfm-report-generation-*/reportgen-evaluate/scores/scores.json"))
+                        .read_text())
+    assert "retrieval" in text and "generator" in text
+    assert {r["system"] for r in scores["results"]} == {"retrieval", "generator"}

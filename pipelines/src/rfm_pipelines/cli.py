@@ -4,6 +4,7 @@
     rfm compile curation -o curation.yaml
     rfm submit data --host https://kubeflow.example.org/pipeline --set source=gs://bucket/raw
     rfm pipelines list | rfm components list
+    rfm study efficiency --quick --data-root ../shared/data --out outputs/study-quick
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from rfm_pipelines import runner
 from rfm_pipelines.components import components
 from rfm_pipelines.pipelines import create_pipeline, pipelines
+from rfm_pipelines.study import study_presets
+from rfm_pipelines.study.run import run_study
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     for kind in ("pipelines", "components"):
         listing = sub.add_parser(kind, help=f"list the registered {kind}")
         listing.add_argument("action", choices=["list"])
+    study = sub.add_parser("study", help="run a study locally: `efficiency` (full vs random vs curated, seeds, report)")
+    study.add_argument("study", choices=["efficiency"], help="the study")
+    study.add_argument("--quick", action="store_true", help="the CI-sized preset (same as --preset quick)")
+    study.add_argument("--preset", default="full", help=f"study preset: {', '.join(study_presets.names())}")
+    study.add_argument("--data-root", default="../shared/data", help="folder holding the presets' source folders")
+    study.add_argument("--out", default="outputs/study", help="where the report, plots and JSON are copied")
+    study.add_argument("--set", dest="values", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a preset field (repeatable; JSON for numbers and lists)")
+    study.add_argument("--pipeline-root", default=runner.DEFAULT_LOCAL_ROOT, help="kfp.local outputs folder")
     return parser
 
 
@@ -81,7 +93,21 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "submit": _submit, "compile": _compile, "pipelines": _list, "components": _list}
+def _study(args: argparse.Namespace) -> int:
+    try:
+        done = run_study("quick" if args.quick else args.preset, args.data_root, args.out, args.values,
+                         args.pipeline_root)
+    except runner.StepFailedError as err:
+        print(f"rfm: study {args.study}: {err}", file=sys.stderr)
+        return 1
+    print("\n" + done.report.read_text())
+    print(f"study {args.study}: {done.runs} runs in {done.seconds:.0f} s; report {done.report} "
+          f"(kfp.local run folder {done.run_dir})")
+    return 0
+
+
+_COMMANDS = {"study": _study, "run": _run, "submit": _submit, "compile": _compile, "pipelines": _list,
+             "components": _list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,8 @@ Each component is a containerized Python component on the image of the package i
 
     >>> from rfm_pipelines.components import components
     >>> components.names()
-    ['compare', 'curate', 'embed', 'evaluate', 'ingest', 'label', 'pretrain', 'trainjob']
+    ['compare', 'curate', 'embed', 'evaluate', 'ingest', 'join_datasets', 'label', 'pretrain', 'study_report',
+     'trainjob']
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from rfm_pipelines.components.curation import curate
 from rfm_pipelines.components.data import ingest, label
 from rfm_pipelines.components.evaluation import compare, evaluate
 from rfm_pipelines.components.models import embed, pretrain
+from rfm_pipelines.components.reportgen import reportgen_evaluate, reportgen_train
+from rfm_pipelines.components.study import join_datasets, study_report
 from rfm_pipelines.components.trainjob import trainjob
 
 components: Registry[PythonComponent] = Registry("component")
@@ -28,7 +31,8 @@ def _register(name: str, component: PythonComponent) -> None:
 
 for _name, _component in {"ingest": ingest, "label": label, "curate": curate, "embed": embed,
                           "pretrain": pretrain, "trainjob": trainjob, "evaluate": evaluate,
-                          "compare": compare}.items():
+                          "compare": compare, "join_datasets": join_datasets, "study_report": study_report,
+                          "reportgen_train": reportgen_train, "reportgen_evaluate": reportgen_evaluate}.items():
     _register(_name, _component)
 
 
@@ -37,5 +41,5 @@ def get_component(name: str) -> PythonComponent:
     return components.create(name)
 
 
-__all__ = ["compare", "components", "curate", "embed", "evaluate", "get_component", "ingest", "label", "pretrain",
-           "trainjob"]
+__all__ = ["compare", "components", "curate", "embed", "evaluate", "get_component", "ingest", "join_datasets", "label",
+           "pretrain", "reportgen_evaluate", "reportgen_train", "study_report", "trainjob"]

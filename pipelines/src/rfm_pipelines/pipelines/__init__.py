@@ -15,7 +15,7 @@ from typing import Any
 
 from kfp.dsl.graph_component import GraphComponent
 
-from rfm_pipelines.pipelines import curation, data, end_to_end  # noqa: F401  (imported to register the pipelines)
+from rfm_pipelines.pipelines import curation, data, efficiency, end_to_end, training  # noqa: F401  (imported to register the pipelines)
 from rfm_pipelines.pipelines.curation import curation_pipeline
 from rfm_pipelines.pipelines.data import data_pipeline
 from rfm_pipelines.pipelines.registry import pipelines
