@@ -77,8 +77,9 @@ class GeneratorConfig:
         image_encoder: rfm-models image encoder name (``resnet18``, ``vit_small``, ``test_vit``, ...).
         image_size: input resolution.
         image_options: extra arguments of the image encoder factory.
-        encoder_weights: an exported rfm model directory (its image encoder is used, e.g. a CLIP model's) or
-            a weights file for ``image_encoder``; None = from scratch.
+        encoder_weights: an exported rfm model directory (its image encoder is used at the resolution it was
+            trained at, e.g. a CLIP model's: ``image_encoder`` and ``image_size`` then come from it) or a weights
+            file for ``image_encoder``; None = from scratch.
         freeze_encoder: keep the image encoder fixed (its features are computed without gradients).
         projector: ``projectors`` registry name: ``linear``, ``mlp`` (per image token) or ``query``
             (learned query tokens cross-attending to the image tokens).

@@ -35,8 +35,8 @@ def _tokenizer(config: GeneratorConfig) -> TextTokenizer:
 
 
 def _encoder_name(config: GeneratorConfig) -> GeneratorConfig:
-    """Record the architecture of an encoder taken from an rfm model directory, so a saved generator
-    rebuilds it by name."""
+    """Record the architecture and training resolution of an encoder taken from an rfm model directory, so a
+    saved generator rebuilds it by name (a ViT's position embeddings are sized by the resolution)."""
     url = io.join(config.encoder_weights or "", "config.json")
     if not config.encoder_weights or not io.exists(url):
         return config
@@ -44,7 +44,8 @@ def _encoder_name(config: GeneratorConfig) -> GeneratorConfig:
     if "image_encoder" not in model:
         raise ConfigError(f"GeneratorConfig.encoder_weights={config.encoder_weights}: its config.json names no "
                           "image_encoder; give an rfm model directory or a .safetensors file")
-    return replace(config, image_encoder=model["image_encoder"], image_options=dict(model.get("image_options", {})))
+    return replace(config, image_encoder=model["image_encoder"], image_options=dict(model.get("image_options", {})),
+                   image_size=int(model.get("image_size", config.image_size)))
 
 
 def build_generator(config: GeneratorConfig, seed: int = 0) -> ReportGenerator:

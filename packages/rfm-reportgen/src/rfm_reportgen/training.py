@@ -178,8 +178,8 @@ def train_generator(cfg: GeneratorTrainConfig) -> tuple[str, TrainResult]:
     if gen.freeze_encoder and cfg.cache_features:
         loader = RowLoader(cached_token_rows(model, cfg.dataset, cfg.split, ids), cfg.batch_size, seed=cfg.seed)
     else:
-        stream = StreamingShardDataset(cfg.dataset, transform=cxr_train_transform(gen.image_size), seed=cfg.seed,
-                                       split=cfg.split, ids=ids)
+        stream = StreamingShardDataset(cfg.dataset, transform=cxr_train_transform(model.config.image_size),
+                                       seed=cfg.seed, split=cfg.split, ids=ids)
         loader = ShardLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.num_workers, drop_last=True)
     steps = cfg.max_steps
     result = train(_train_config(io.join(cfg.output_dir, "train"), steps, cfg.max_minutes, cfg.lr,

@@ -44,10 +44,6 @@ def reportgen_train(
         with open(corpus_url, "w") as f:
             f.writelines(json.dumps({"findings": r["report_findings"], "impression": r["report_impression"]}) + "\n"
                          for r in rows if r["split"] == "train" and r["status"] == "accepted")
-    if encoder is not None:  # its image encoder at the resolution it was trained at (ViT position embeddings)
-        with open(os.path.join(encoder.path, "config.json")) as f:
-            trained = json.load(f)["model"]
-        image_encoder, image_size = trained["image_encoder"], int(trained["image_size"])
     config = GeneratorConfig(image_encoder=image_encoder, image_size=image_size, projector=projector,
                              decoder=decoder, target=Target(target), encoder_weights=encoder.path if encoder else None,
                              freeze_encoder=encoder is not None)
