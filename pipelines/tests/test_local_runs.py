@@ -83,3 +83,26 @@ def test_report_generation_pipeline_trains_and_scores_against_retrieval(local_ro
                         .read_text())
     assert "retrieval" in text and "generator" in text
     assert {r["system"] for r in scores["results"]} == {"retrieval", "generator"}
+
+
+_TINY_TRAINING = {"preset": "test_clip_cxr", "train_overrides": ["data.batch_size=8"]}
+
+
+def test_pretraining_then_evaluation_pipelines(local_root: Path) -> None:
+    model = create_pipeline("pretraining")(shard_size=32, train_steps=2, **_TINY_TRAINING).output
+    assert json.loads((Path(model.path) / "config.json").read_text())["model"]["image_encoder"] == "test_vit"
+    results = create_pipeline("evaluation")(model_url=model.path, shard_size=32, n_boot=20).output
+    payload = json.loads((Path(results.path) / "results.json").read_text())
+    assert payload["split"] == "test" and payload["tasks"]["linear_probe"]["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_end_to_end_pipeline_compares_curated_random_and_full(local_root: Path) -> None:
+    report = create_pipeline("end-to-end")(shard_size=32, warmup_steps=2, train_steps=2, n_boot=20,
+                                           **_TINY_TRAINING).output
+    text = Path(report.path).read_text()
+    assert "| task | metric | full | curated | random |" in text  # the reference (full) first
+    assert "retrieval: skipped" in text  # the sample's test split has no reports
+    selections = sorted(local_root.glob("rfm-end-to-end-*/for-loop-1-iteration-*/curate/curated/curation.json"))
+    kept = sorted(json.loads(p.read_text())["kept"] for p in selections)
+    assert kept == [10, 10, 41]  # 25 % of the 41 train images twice (curated, random), then all of them
