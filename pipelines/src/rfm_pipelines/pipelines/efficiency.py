@@ -27,12 +27,11 @@ from rfm_pipelines.pipelines.steps import (
     TRAIN_RESOURCES,
     ExtraStep,
     add_extra_steps,
-    curate_step,
-    embed_step,
     evaluate_step,
     ingest_step,
     label_step,
-    pretrain_step,
+    select_train_step,
+    warmup_embeddings,
 )
 from rfm_pipelines.study.plan import pipeline_arguments, study_presets
 
@@ -77,11 +76,9 @@ def efficiency_pipeline(
         joined = standard_step(join_datasets(datasets=dsl.Collected(ingested.outputs["dataset"]))
                                .set_display_name("join"), settings, JOIN_RESOURCES)
         labelled = label_step(settings, joined.outputs["joined"], label_backend).outputs["labelled"]
-        warmup = pretrain_step(settings, "warm-up", labelled, preset, train_overrides, warmup_steps, seed)
-        embedded = embed_step(settings, warmup.outputs["model"], labelled)
+        embeddings = warmup_embeddings(settings, labelled, preset, train_overrides, warmup_steps, seed)
         with dsl.ParallelFor(runs, parallelism=0) as run:
-            subset = curate_step(settings, labelled, embedded.outputs["embeddings"], run.strategy, run.budget,
-                                 run.seed, run.dedup, split="train", name="select")
+            subset = select_train_step(settings, labelled, embeddings, run, run.seed)
             trained = _train_run(settings, labelled, subset.outputs["curated"], run)
             evaluated = evaluate_step(settings, "evaluate", trained.outputs["model"], labelled, eval_suite,
                                       eval_split, eval_benchmark, n_boot, seed, name=run.label)

@@ -28,12 +28,12 @@ from rfm_pipelines.pipelines.steps import (
     ExtraStep,
     add_extra_steps,
     compare_step,
-    curate_step,
-    embed_step,
     evaluate_step,
     ingest_step,
     label_step,
     pretrain_step,
+    select_train_step,
+    warmup_embeddings,
 )
 
 # Curated, random at the same size, and everything ("random" at budget 1.0 without dedup keeps every sample).
@@ -64,11 +64,9 @@ def end_to_end_pipeline(
                    eval_benchmark: str = "sample", n_boot: int = 1000, seed: int = 0) -> dsl.Markdown:
         ingested = ingest_step(settings, source, adapter, long_side, shard_size)
         labelled = label_step(settings, ingested.outputs["dataset"], label_backend).outputs["labelled"]
-        warmup = pretrain_step(settings, "warm-up", labelled, preset, train_overrides, warmup_steps, seed)
-        embedded = embed_step(settings, warmup.outputs["model"], labelled)
+        embeddings = warmup_embeddings(settings, labelled, preset, train_overrides, warmup_steps, seed)
         with dsl.ParallelFor(branches, parallelism=0) as branch:
-            subset = curate_step(settings, labelled, embedded.outputs["embeddings"], branch.strategy, branch.budget,
-                                 seed, branch.dedup, split="train", name="select")
+            subset = select_train_step(settings, labelled, embeddings, branch, seed)
             trained = pretrain_step(settings, "pretrain", labelled, preset, train_overrides, train_steps, seed,
                                     subset=subset.outputs["curated"])
             evaluated = evaluate_step(settings, "evaluate", trained.outputs["model"], labelled, eval_suite,

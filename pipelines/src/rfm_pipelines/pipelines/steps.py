@@ -62,6 +62,20 @@ def embed_step(settings: ClusterSettings, model: Any, dataset: Any) -> PipelineT
     return with_gpus(standard_step(task, settings, EMBED_RESOURCES), settings)
 
 
+def warmup_embeddings(settings: ClusterSettings, dataset: Any, preset: Any, overrides: Any, warmup_steps: Any,
+                      seed: Any) -> Any:
+    """A short warm-up pretraining and the embeddings of ``dataset`` it gives (what curation clusters in)."""
+    warmup = pretrain_step(settings, "warm-up", dataset, preset, overrides, warmup_steps, seed)
+    return embed_step(settings, warmup.outputs["model"], dataset).outputs["embeddings"]
+
+
+def select_train_step(settings: ClusterSettings, dataset: Any, embeddings: Any, item: Any, seed: Any) -> PipelineTask:
+    """Curate the *train* split by a loop item's ``strategy`` / ``budget`` / ``dedup`` (evaluation samples never
+    enter a training subset)."""
+    return curate_step(settings, dataset, embeddings, item.strategy, item.budget, seed, item.dedup, split="train",
+                       name="select")
+
+
 def evaluate_step(settings: ClusterSettings, display: str, model: Any, dataset: Any, suite: Any, split: Any,
                   benchmark: Any, n_boot: Any, seed: Any, name: Any = "") -> PipelineTask:
     """``benchmark`` names the protocol (observations, label mode) of rfm-eval's registry; "" = the model's."""
