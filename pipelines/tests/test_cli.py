@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,17 @@ def test_a_failed_step_is_named_and_earlier_outputs_stay(tmp_path: Path, capsys:
     err = capsys.readouterr().err
     assert "step 'label' failed" in err and str(tmp_path) in err
     assert len(list(tmp_path.glob("rfm-data-*/ingest/dataset/manifest.parquet"))) == 1
+
+
+def test_local_steps_get_their_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfm_pipelines.runner import LOCAL_PARALLEL_TASKS, THREAD_VARIABLES, step_threads
+
+    for v in THREAD_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    with step_threads() as threads:
+        assert threads == max(1, len(os.sched_getaffinity(0)) // LOCAL_PARALLEL_TASKS)
+        assert all(os.environ[v] == str(threads) for v in THREAD_VARIABLES)
+    assert not any(v in os.environ for v in THREAD_VARIABLES)  # restored after the run
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting wins
+    with step_threads() as threads:
+        assert threads == 3 and "MKL_NUM_THREADS" not in os.environ

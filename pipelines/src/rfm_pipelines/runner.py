@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ from kfp.dsl.graph_component import GraphComponent
 from rfm_pipelines.pipelines import create_pipeline
 
 DEFAULT_LOCAL_ROOT = "outputs/kfp-local"
+# kfp.local runs at most this many tasks of a ParallelFor at once (its ParallelExecutor caps workers at 2).
+LOCAL_PARALLEL_TASKS = 2
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # KFP parameter type → (how a command-line string becomes that type, its name in error messages).
 _PARSERS: dict[str, tuple[Any, str]] = {
     "STRING": (str, "string"),
@@ -104,11 +109,31 @@ def run_local(name: str, arguments: Mapping[str, Any], pipeline_root: str = DEFA
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     try:
-        task = pipeline(**arguments)
+        with step_threads():
+            task = pipeline(**arguments)
     except RuntimeError as err:
         raise StepFailedError(_failed_step(str(err)), _newest_run(root, pipeline.name), "kfp.local") from err
     run_dir = _newest_run(root, pipeline.name)
     return LocalRun(run_dir if run_dir is not None else root, task.output)
+
+
+@contextmanager
+def step_threads() -> Iterator[int]:
+    """Give each local step process its share of the cores (unless the user set the thread variables).
+
+    Two loop tasks at once, each with torch's default of one thread per core, oversubscribe the cores; on a
+    2-core machine that made a training step 6-25x slower (tools/benchmarks/bench_local_threads.py).
+    """
+    if any(v in os.environ for v in THREAD_VARIABLES):
+        yield int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        return
+    threads = max(1, len(os.sched_getaffinity(0)) // LOCAL_PARALLEL_TASKS)
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    try:
+        yield threads
+    finally:
+        for v in THREAD_VARIABLES:
+            os.environ.pop(v, None)
 
 
 def compile_pipeline(name: str, output: str) -> str:

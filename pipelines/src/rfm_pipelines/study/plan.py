@@ -20,6 +20,10 @@ from rfm_data.registry import Registry
 __all__ = ["ONLINE", "Arm", "RunSpec", "StudyPreset", "arms", "pipeline_arguments", "plan_runs", "study_presets"]
 
 ONLINE = "chexficient_online"  # the trainer's prototype selector, not an offline curation strategy
+# An equal-FLOP run may take up to this many times the study's steps (selection keeps ~1/4 of each batch).
+EQUAL_FLOPS_STEP_CAP = 8
+# Lung masks for the segmentation task come from the COVID collection's folder under --data-root.
+SEGMENTATION_OPTIONS: dict[str, Any] = {"segmentation": {"data_root": "{data_root}/covid_chestxray_ieee8023"}}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class Arm:
         dedup: deduplication before selection ("" none).
         online: CheXficient online selection in the trainer instead of an offline subset.
         step_fraction: fraction of the study's ``train_steps``.
+        equal_flops: train until the FLOPs of ``train_steps`` plain steps are spent (the online selector trains
+            on part of each batch and spends scoring passes, so equal steps is not equal compute for it).
+        base: the arm this one shortens (compute arms) or re-budgets (equal-FLOP arms); "" for itself.
     """
 
     name: str
@@ -44,6 +51,8 @@ class Arm:
     dedup: str = ""
     online: bool = False
     step_fraction: float = 1.0
+    equal_flops: bool = False
+    base: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,9 @@ class RunSpec:
 
     ``budget`` is what the curate step keeps (1.0 for the online arm, whose selector subsamples during
     training); ``fraction`` is the share of the train split the arm stands for (the study's budget for every
-    curated arm, online included): the x of the budget plot and the scaling fit.
+    curated arm, online included): the x of the budget plot and the scaling fit. ``step_fraction`` is the share
+    of the study's steps this run trains and ``base`` the arm it is a shortened / equal-FLOP copy of ("" for
+    an arm of its own): the compute goal compares ``base``'s full-length metric with these runs'.
     """
 
     label: str
@@ -67,6 +78,8 @@ class RunSpec:
     seed: int
     steps: int
     max_flops: float
+    step_fraction: float = 1.0
+    base: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,14 +87,15 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
         names = {f.name for f in fields(cls)}
-        missing = names - set(data)
+        missing = names - set(data) - {"step_fraction", "base"}  # added later: older plans lack them
         if missing:
             raise ConfigError(f"run {dict(data)} lacks {sorted(missing)}: build runs with "
                               "rfm_pipelines.study.plan_runs")
-        return cls(**{k: data[k] for k in names} | {"seed": int(data["seed"]), "steps": int(data["steps"]),
+        return cls(**{k: data[k] for k in names if k in data} | {"seed": int(data["seed"]), "steps": int(data["steps"]),
                                                      "budget": float(data["budget"]),
                                                      "fraction": float(data["fraction"]),
                                                      "max_flops": float(data["max_flops"]),
+                                                     "step_fraction": float(data.get("step_fraction", 1.0)),
                                                      "overrides": list(data["overrides"])})
 
 
@@ -104,8 +118,14 @@ class StudyPreset:
         strategies: curation strategies at ``budget`` (offline registry names, plus ``chexficient_online``).
         dedup: deduplication of the curated arms.
         scaling_fractions: random-subset sizes of the data-scaling sweep (1.0 = the full arm).
-        compute_fractions: the full set trained for these fractions of the steps (compute-to-target axis).
+        compute_fractions: ``compute_arms`` trained for these fractions of the steps (compute-to-target axis).
+        compute_arms: which arms get the shortened runs: ``full`` and/or strategy names (e.g. ``hkmeans``).
+        equal_flops: add an equal-compute twin of the online arm (it trains until the FLOPs of ``train_steps``
+            plain steps are spent: ``train.budget.flops_of_steps``).
         eval_suite, eval_split, eval_benchmark, n_boot: the rfm-eval protocol.
+        eval_extra_splits: further splits every run is evaluated on (the goals are checked on each).
+        eval_options: rfm-eval task-option overrides; ``{data_root}`` in a string value is replaced by
+            ``--data-root`` (segmentation reads its masks from a source folder).
         primary: the ``task.metric`` of the goals, the budget / compute plots and the scaling fit.
         rare: findings called rare in the per-class gains plot (their AUROCs are compared).
     """
@@ -127,8 +147,12 @@ class StudyPreset:
     dedup: str = "exact"
     scaling_fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     compute_fractions: list[float] = field(default_factory=lambda: [0.3])
-    eval_suite: str = "quick"
+    compute_arms: list[str] = field(default_factory=lambda: ["full", "hkmeans"])
+    equal_flops: bool = True
+    eval_suite: str = "study"
     eval_split: str = "test"
+    eval_extra_splits: list[str] = field(default_factory=lambda: ["val"])
+    eval_options: dict[str, Any] = field(default_factory=lambda: dict(SEGMENTATION_OPTIONS))
     eval_benchmark: str = "sample"
     n_boot: int = 200
     primary: str = "zeroshot.auroc_macro"
@@ -154,19 +178,21 @@ def _register(preset: StudyPreset) -> None:
 
 
 _register(StudyPreset(
-    name="quick", description="CI size: tiny CLIP (test_vit + test_bert, 32 px) on both real sets, 2 seeds",
-    sources=REAL_SOURCES, long_side=64, shard_size=512, train_overrides=["data.batch_size=16"], warmup_steps=20,
-    train_steps=40, seeds=[0, 1], scaling_fractions=[0.1, 0.25, 1.0], compute_fractions=[0.3], n_boot=200))
+    name="quick", description="CI size: CLIP with a locked MiniLM text tower, 64 px, both real sets, 3 seeds",
+    sources=REAL_SOURCES, long_side=64, shard_size=512, preset="study_clip_cxr",
+    online_preset="study_clip_cxr_chexficient", train_overrides=["data.batch_size=16"], warmup_steps=20,
+    train_steps=40, seeds=[0, 1, 2], n_boot=200))
 _register(StudyPreset(
     name="sample", description="smoke size on the bundled sample (63 CXRs): one seed, seconds per run",
     sources=[{"source": "sample", "adapter": ""}], shard_size=32, train_overrides=["data.batch_size=8"],
     warmup_steps=4, train_steps=6, seeds=[0], budget=0.5, strategies=["hkmeans", ONLINE],
-    scaling_fractions=[0.25, 0.5, 1.0], compute_fractions=[], n_boot=50))
+    scaling_fractions=[0.25, 0.5, 1.0], compute_fractions=[], eval_suite="quick", eval_extra_splits=[],
+    eval_options={}, n_boot=50))
 _register(StudyPreset(
-    name="full", description="the quick model at 64 px, 10x the steps, 3 seeds, the standard eval suite",
-    sources=REAL_SOURCES, long_side=128, shard_size=1024,
-    train_overrides=["data.batch_size=32", "model.image_size=64", "data.image_size=64"], warmup_steps=100,
-    train_steps=400, seeds=[0, 1, 2], eval_suite="standard", n_boot=1000))
+    name="full", description="the quick model for 5x the steps at batch 32, 3 seeds, 1000 bootstrap resamples",
+    sources=REAL_SOURCES, long_side=128, shard_size=1024, preset="study_clip_cxr",
+    online_preset="study_clip_cxr_chexficient", train_overrides=["data.batch_size=32"], warmup_steps=100,
+    train_steps=200, seeds=[0, 1, 2], n_boot=1000))
 
 
 def _pct(x: float) -> str:
@@ -174,7 +200,8 @@ def _pct(x: float) -> str:
 
 
 def arms(study: StudyPreset) -> list[Arm]:
-    """The study's arms: full, random at the budget, each strategy, the scaling sweep, the compute axis."""
+    """The study's arms: full, random at the budget, each strategy (and the online arm at equal FLOPs), the
+    scaling sweep, then the compute axis (``compute_arms`` at ``compute_fractions`` of the steps)."""
     if not 0 < study.budget < 1:
         raise ConfigError(f"budget={study.budget} must be a fraction in (0, 1), e.g. 0.25")
     b = _pct(study.budget)
@@ -183,15 +210,31 @@ def arms(study: StudyPreset) -> list[Arm]:
         online = strategy == ONLINE
         out.append(Arm(f"{strategy}@{b}", "strategy", "random" if online else strategy,
                        1.0 if online else study.budget, "" if online else study.dedup, online=online))
+        if online and study.equal_flops:
+            out.append(replace(out[-1], name=f"{strategy}@{b}=flops", equal_flops=True, base=out[-1].name))
     for f in study.scaling_fractions:
         if not 0 < f <= 1:
             raise ConfigError(f"scaling_fractions has {f}: each must be in (0, 1]")
         if f not in (1.0, study.budget):
             out.append(Arm(f"random@{_pct(f)}", "scaling", "random", f))
+    return out + _compute_arms(study, out)
+
+
+def _compute_arms(study: StudyPreset, base_arms: list[Arm]) -> list[Arm]:
+    by_key = {"full": base_arms[0], **{a.name.split("@")[0]: a for a in base_arms if a.kind == "strategy"
+                                       and not a.equal_flops}}
+    unknown = sorted(set(study.compute_arms) - set(by_key))
+    if unknown and study.compute_fractions:
+        raise ConfigError(f"compute_arms has {unknown}: each must be 'full' or one of strategies "
+                          f"{study.strategies}")
+    out = []
     for f in study.compute_fractions:
         if not 0 < f < 1:
             raise ConfigError(f"compute_fractions has {f}: each must be in (0, 1)")
-        out.append(Arm(f"full@{_pct(f)}-steps", "compute", "random", 1.0, step_fraction=f))
+        for key in study.compute_arms:
+            base = by_key[key]
+            out.append(replace(base, name=f"{base.name}@{_pct(f)}-steps", kind="compute", step_fraction=f,
+                               base=base.name))
     return out
 
 
@@ -207,13 +250,17 @@ def plan_runs(study: StudyPreset) -> list[RunSpec]:
         overrides = [*study.train_overrides, "train.log_every=1"]
         if arm.online:  # the selector keeps `budget` of what it scores during its selection epoch
             overrides.append(f"selector.params.ratio={study.budget}")
+        steps = max(1, round(study.train_steps * arm.step_fraction))
+        if arm.equal_flops:  # the FLOP budget stops it; the step cap only guards against a runaway run
+            overrides.append(f"train.budget.flops_of_steps={steps}")
+            steps *= EQUAL_FLOPS_STEP_CAP
         for seed in study.seeds:
             runs.append(RunSpec(label=f"{arm.name}/s{seed}", arm=arm.name, kind=arm.kind, strategy=arm.strategy,
                                 budget=arm.budget, fraction=study.budget if arm.online else arm.budget,
                                 dedup=arm.dedup,
                                 preset=study.online_preset if arm.online else study.preset, overrides=overrides,
-                                seed=int(seed), steps=max(1, round(study.train_steps * arm.step_fraction)),
-                                max_flops=study.max_flops))
+                                seed=int(seed), steps=steps, max_flops=study.max_flops,
+                                step_fraction=arm.step_fraction, base=arm.base))
     return runs
 
 
@@ -232,5 +279,17 @@ def pipeline_arguments(study: StudyPreset, data_root: str, out: str = "") -> dic
             "preset": study.preset, "train_overrides": list(study.train_overrides),
             "warmup_steps": study.warmup_steps, "runs": [r.to_dict() for r in plan_runs(study)],
             "eval_suite": study.eval_suite, "eval_split": study.eval_split, "eval_benchmark": study.eval_benchmark,
-            "n_boot": study.n_boot,
+            "eval_extra_splits": list(study.eval_extra_splits),
+            "eval_options": _with_data_root(study.eval_options, data_root.rstrip("/")), "n_boot": study.n_boot,
             "primary": study.primary, "budget": study.budget, "rare": list(study.rare), "study_name": study.name}
+
+
+def _with_data_root(value: Any, data_root: str) -> Any:
+    """``value`` with ``{data_root}`` replaced in every string (nested dicts and lists)."""
+    if isinstance(value, str):
+        return value.replace("{data_root}", data_root)
+    if isinstance(value, dict):
+        return {k: _with_data_root(v, data_root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_data_root(v, data_root) for v in value]
+    return value
