@@ -69,3 +69,29 @@ def test_components_run_on_the_package_images_without_installing_anything() -> N
         assert container.image == f"ghcr.io/rfm-project/{package}:0.1.0"
         command = " ".join(container.command)
         assert "pip install" not in command  # install_kfp_package=False and no packages_to_install
+
+
+def test_evaluate_scores_extra_splits_beside_the_primary_with_task_options(
+    sample_model: Path, sample_dataset: Path, tmp_path: Path
+) -> None:
+    from kfp.dsl import Artifact, Model
+
+    from rfm_pipelines.components.evaluation import evaluate
+
+    results, summary = Artifact(uri=str(tmp_path / "results")), Metrics(uri=str(tmp_path / "summary"))
+    evaluate.python_func(model=Model(uri=str(sample_model)), dataset=Dataset(uri=str(sample_dataset)),
+                         results=results, summary=summary, name="tiny", suite="probe", split="val",
+                         benchmark="sample", n_boot=10, device="cpu", extra_splits=["test", "val"],
+                         task_options={"linear_probe": {"fractions": [1.0]}, "knn": {"k": 3}})
+    root = tmp_path / "results"
+    primary = json.loads((root / "results.json").read_text())
+    extra = json.loads((root / "splits" / "test" / "results.json").read_text())
+    assert primary["split"] == "val" and extra["split"] == "test"
+    assert not (root / "splits" / "val").exists()  # the primary split is not evaluated twice
+    for data in (primary, extra):  # the overrides reach every split
+        assert {m for m in data["tasks"]["linear_probe"]["headline"] if "[" not in m} == {"auroc_macro@100%"}
+        assert data["plan"]["knn"]["k"] == 3
+    assert (root / "splits" / "test" / "run_name.txt").read_text() == "tiny"
+    assert not (root / "splits" / "test" / "features").exists()  # one shared cache: train extracted once
+    assert results.metadata == {"name": "tiny", "split": "val"}
+    assert any(k.startswith("test/linear_probe.") for k in summary.metadata)

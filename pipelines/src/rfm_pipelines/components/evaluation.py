@@ -17,15 +17,20 @@ from rfm_pipelines.images import image
 def evaluate(
     model: Input[Model], dataset: Input[Dataset], results: Output[Artifact], summary: Output[Metrics],
     name: str = "", suite: str = "quick", split: str = "test", benchmark: str = "", n_boot: int = 1000,
-    seed: int = 0, device: str = "auto",
+    seed: int = 0, device: str = "auto", task_options: dict = {},  # type: ignore[type-arg]  # noqa: B006
+    extra_splits: list = [],  # type: ignore[type-arg]  # noqa: B006 -- kfp defaults are literals, never mutated
 ) -> None:
     """Run the rfm-eval ``suite`` on ``model`` over ``dataset`` (see rfm_eval.evaluate).
 
     ``name`` labels this run in comparisons (default: the model's name); ``benchmark`` applies a registered
-    benchmark's protocol ("" = the model's observations). Outputs: the results folder (results.json / .md,
-    one folder per task with its JSON and PNG) and every headline metric as a KFP metric.
+    benchmark's protocol ("" = the model's observations); ``task_options`` overrides task options
+    (``{"segmentation": {"data_root": ...}}``). Outputs: the results folder (results.json / .md, one folder per
+    task with its JSON and PNG) and every headline metric as a KFP metric. Each of ``extra_splits`` is
+    evaluated the same way into ``<results>/splits/<split>/`` (metrics logged as ``<split>/<task>.<metric>``);
+    every split shares one feature cache, so the train split's features are extracted once.
     """
     import math
+    import os
 
     import torch
 
@@ -34,16 +39,22 @@ def evaluate(
     from rfm_eval.evaluate import evaluate as evaluate_model
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    cfg = EvalConfig(suite=suite, split=split, benchmark=benchmark or None, n_boot=n_boot, seed=seed,
-                     device=device, progress=False)
-    result = evaluate_model(model.path, dataset.path, results.path, cfg)
-    label = name or str(result.model["name"])
-    write_text(f"{results.path}/run_name.txt", label)  # compare reads it: Collected artifacts lose metadata
-    for task, outcome in result.tasks.items():
-        for metric, estimate in outcome.headline.items():
-            if math.isfinite(estimate.value):  # undefined metrics (one class present) stay in results.json only
-                summary.log_metric(f"{task}.{metric}", estimate.value)
-    results.metadata.update(name=label, split=result.split)
+    cache = os.environ.get("RFM_CACHE") or f"{results.path}/features"
+    label = name
+    for where in [split, *(s for s in dict.fromkeys(extra_splits) if s != split)]:
+        cfg = EvalConfig(suite=suite, split=where, benchmark=benchmark or None, n_boot=n_boot, seed=seed,
+                         device=device, progress=False, task_options=dict(task_options), cache_dir=cache)
+        out = results.path if where == split else f"{results.path}/splits/{where}"
+        result = evaluate_model(model.path, dataset.path, out, cfg)
+        label = label or str(result.model["name"])
+        write_text(f"{out}/run_name.txt", label)  # compare reads it: Collected artifacts lose metadata
+        prefix = "" if where == split else f"{where}/"
+        for task, outcome in result.tasks.items():
+            for metric, estimate in outcome.headline.items():
+                if math.isfinite(estimate.value):  # undefined metrics (one class present) stay in results.json
+                    summary.log_metric(f"{prefix}{task}.{metric}", estimate.value)
+        if where == split:
+            results.metadata.update(name=label, split=result.split)
 
 
 @dsl.component(base_image=image("rfm-eval"), install_kfp_package=False)  # type: ignore[untyped-decorator]

@@ -31,16 +31,19 @@ def study_report(
     evaluations: Input[List[Artifact]], training_logs: Input[List[Artifact]],  # noqa: UP006
     dataset: Input[Dataset], study: Output[Artifact], report: Output[Markdown], runs: list[Any], budget: float,
     rare: list[Any], n_boot: int = 200, seed: int = 0, title: str = "", primary: str = "zeroshot.auroc_macro",
+    split: str = "test", extra_splits: list = [],  # type: ignore[type-arg]  # noqa: B006 -- a kfp literal
 ) -> None:
     """Aggregate the study's runs (evaluations and training logs in the order of ``runs``) into the report:
-    study.md / study.json, plots, scaling fit (see rfm_pipelines.study.report.write_study_report)."""
+    study.md / study.json, plots, scaling fit (see rfm_pipelines.study.report.write_study_report). ``split`` is
+    the evaluations' own split, ``extra_splits`` those under ``splits/<name>`` (evaluate's ``extra_splits``);
+    the pooled ``dataset``'s source column splits every table per source dataset."""
     import shutil
 
     import pyarrow.compute as pc
 
     from rfm_data.manifest import read_manifest
     from rfm_pipelines.study.plan import RunSpec
-    from rfm_pipelines.study.report import load_run, write_study_report
+    from rfm_pipelines.study.report import load_run, read_domains, write_study_report
 
     if not len(evaluations) == len(training_logs) == len(runs):
         raise ValueError(f"{len(evaluations)} evaluations, {len(training_logs)} training logs and {len(runs)} "
@@ -49,7 +52,8 @@ def study_report(
     n_train = int(pc.sum(pc.and_(pc.equal(table["status"], "accepted"), pc.equal(table["split"], "train"))).as_py())
     records = [load_run(RunSpec.from_dict(r), e.path, t.path)
                for r, e, t in zip(runs, evaluations, training_logs, strict=True)]
-    result = write_study_report(records, study.path, n_train, budget, rare, primary, n_boot, seed, title)
+    result = write_study_report(records, study.path, n_train, budget, rare, primary, n_boot, seed, title,
+                                splits=[split, *extra_splits], domains=read_domains(dataset.path))
     shutil.copyfile(result.files["markdown"], report.path)
     with open(report.path, "a") as f:
         f.write(f"\nStudy folder: {study.path} (study.json, plots, scaling/)\n")

@@ -2,7 +2,8 @@
 
 ingest each source → join them into one pool → label → warm-up pretrain → embed → per planned run (curate the
 train split → pretrain for the run's steps / FLOPs → evaluate) → study report (seed aggregation, paired tests
-against random and full, metric vs budget / compute plots, rare-finding gains, scaling-law fit).
+against random and full on every evaluated split and per source dataset, metric vs budget / compute plots,
+rare-finding gains, scaling-law fit).
 
 The runs are a parameter (a JSON list made by :func:`rfm_pipelines.study.plan_runs` from a study preset: arms x
 seeds), so a cluster user submits the same study the CLI runs locally::
@@ -67,7 +68,10 @@ def efficiency_pipeline(
                    warmup_steps: int = _DEFAULTS["warmup_steps"],
                    runs: list = _DEFAULTS["runs"],  # type: ignore[type-arg]
                    eval_suite: str = _DEFAULTS["eval_suite"], eval_split: str = _DEFAULTS["eval_split"],
-                   eval_benchmark: str = _DEFAULTS["eval_benchmark"], n_boot: int = _DEFAULTS["n_boot"],
+                   eval_benchmark: str = _DEFAULTS["eval_benchmark"],
+                   eval_extra_splits: list[str] = _DEFAULTS["eval_extra_splits"],
+                   eval_options: dict = _DEFAULTS["eval_options"],  # type: ignore[type-arg]
+                   n_boot: int = _DEFAULTS["n_boot"],
                    primary: str = _DEFAULTS["primary"], budget: float = _DEFAULTS["budget"],
                    rare: list[str] = _DEFAULTS["rare"],
                    study_name: str = _DEFAULTS["study_name"], seed: int = 0) -> dsl.Markdown:
@@ -81,11 +85,12 @@ def efficiency_pipeline(
             subset = select_train_step(settings, labelled, embeddings, run, run.seed)
             trained = _train_run(settings, labelled, subset.outputs["curated"], run)
             evaluated = evaluate_step(settings, "evaluate", trained.outputs["model"], labelled, eval_suite,
-                                      eval_split, eval_benchmark, n_boot, seed, name=run.label)
+                                      eval_split, eval_benchmark, n_boot, seed, name=run.label,
+                                      task_options=eval_options, extra_splits=eval_extra_splits)
         reported = study_report(evaluations=dsl.Collected(evaluated.outputs["results"]),
                                 training_logs=dsl.Collected(trained.outputs["training_log"]), dataset=labelled,
                                 runs=runs, budget=budget, rare=rare, n_boot=n_boot, seed=seed, title=study_name,
-                                primary=primary)
+                                primary=primary, split=eval_split, extra_splits=eval_extra_splits)
         standard_step(reported.set_display_name("study-report"), settings, REPORT_RESOURCES)
         add_extra_steps(extras, reported.outputs["study"])
         return reported.outputs["report"]

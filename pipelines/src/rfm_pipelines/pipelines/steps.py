@@ -77,10 +77,14 @@ def select_train_step(settings: ClusterSettings, dataset: Any, embeddings: Any, 
 
 
 def evaluate_step(settings: ClusterSettings, display: str, model: Any, dataset: Any, suite: Any, split: Any,
-                  benchmark: Any, n_boot: Any, seed: Any, name: Any = "") -> PipelineTask:
-    """``benchmark`` names the protocol (observations, label mode) of rfm-eval's registry; "" = the model's."""
+                  benchmark: Any, n_boot: Any, seed: Any, name: Any = "", task_options: Any = None,
+                  extra_splits: Any = None) -> PipelineTask:
+    """``benchmark`` names the protocol (observations, label mode) of rfm-eval's registry; "" = the model's.
+    ``task_options`` (task → option overrides) and ``extra_splits`` (also scored, under ``splits/<name>``) are
+    left to the component's defaults when None."""
+    extra = {k: v for k, v in {"task_options": task_options, "extra_splits": extra_splits}.items() if v is not None}
     task = evaluate(model=model, dataset=dataset, name=name, suite=suite, split=split, benchmark=benchmark,
-                    n_boot=n_boot, seed=seed).set_display_name(display)
+                    n_boot=n_boot, seed=seed, **extra).set_display_name(display)
     return standard_step(task, settings, EVAL_RESOURCES)
 
 

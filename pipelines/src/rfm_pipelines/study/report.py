@@ -1,39 +1,47 @@
 """Aggregate the study's runs across seeds and write its report (Markdown + JSON + PNG plots).
 
-Inputs are the plan's runs, each with its rfm-eval results folder and its training log (metrics.jsonl with the
-trainer's compute counters). Per arm and metric: the mean over seeds, the seeds' spread, and the mean of the
-per-seed bootstrap CIs. Paired tests pool the seeds: one patient-level bootstrap resamples the test set, and on
-each resample the arm's metric (averaged over its seeds) is compared with the reference's (random at the same
-budget, and the full set), so the interval reflects both test-set noise and seed variation of the means.
+Inputs are the plan's runs, each with its rfm-eval results folder (the primary split; further splits under
+``splits/<name>``) and its training log (metrics.jsonl with the trainer's compute counters). Per split, arm and
+metric: the mean over seeds, the seeds' spread, and the mean of the per-seed bootstrap CIs. Paired tests pool the
+seeds: one patient-level bootstrap resamples the split, and on each resample the arm's metric (averaged over its
+seeds) is compared with the reference's (random at the same budget, and the full set), so the interval reflects
+both test-set noise and seed variation of the means. The same tests run per source dataset (``domains``), from
+the saved predictions restricted to that source's samples.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rfm_data.errors import ConfigError
 from rfm_eval.scaling import ScalingPoint, scaling_report
-from rfm_eval.stats import Estimate, paired_bootstrap
-from rfm_eval.tasks import Predictions, tasks
+from rfm_eval.stats import Estimate
+from rfm_eval.tasks import Predictions
 from rfm_eval.tasks.base import PREDICTIONS_NAME
+from rfm_pipelines.study.paired import (
+    draw_resamples,
+    estimate,
+    headline_metrics,
+    paired_from_values,
+    seed_mean,
+)
 from rfm_pipelines.study.plan import RunSpec
 
-__all__ = ["ArmSummary", "RunRecord", "StudyReport", "load_run", "write_study_report"]
+__all__ = ["ArmSummary", "RunRecord", "SplitReport", "StudyReport", "load_run", "read_domains",
+           "write_study_report"]
 
 PAIRED_TASKS = ("zeroshot", "retrieval", "linear_probe", "segmentation")
+DOMAIN_TASKS = ("linear_probe",)  # reported per source beside the primary metric's task
 PRIMARY = "zeroshot.auroc_macro"
+COMPUTE_GOAL = 0.30  # the full model's metric at <= 30 % of its compute
 
 
 @dataclass
@@ -65,11 +73,37 @@ class ArmSummary:
     steps: float = 0.0
     train_samples: float = 0.0
     seconds: float = 0.0
+    step_fraction: float = 1.0
+    base: str = ""
+
+
+@dataclass
+class SplitReport:
+    """Everything found on one evaluated split.
+
+    Attributes:
+        split: the split's name.
+        arms: arm → summary over seeds.
+        paired: reference arm → arm → metric → paired estimate (``PairedEstimate.to_dict()``).
+        goals: the goals checked on this split (see :func:`_goals`).
+        domains: source dataset → ``{"n": rows, "arms": {arm: {metric: Estimate dict}}, "paired": like paired}``.
+    """
+
+    split: str
+    arms: dict[str, ArmSummary]
+    paired: dict[str, dict[str, dict[str, dict[str, Any]]]]
+    goals: dict[str, Any]
+    domains: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "arms": {k: asdict(v) for k, v in self.arms.items()}, "paired": self.paired,
+                "goals": self.goals, "domains": self.domains}
 
 
 @dataclass
 class StudyReport:
-    """What :func:`write_study_report` wrote and found."""
+    """What :func:`write_study_report` wrote and found; ``arms`` / ``paired`` / ``goals`` are the primary
+    split's (the first of ``splits``)."""
 
     out: str
     primary: str
@@ -78,11 +112,13 @@ class StudyReport:
     goals: dict[str, Any]
     scaling: dict[str, Any]
     files: dict[str, str]
+    splits: dict[str, SplitReport] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = _clean({"out": self.out, "primary": self.primary,
-                       "arms": {k: asdict(v) for k, v in self.arms.items()}, "paired": self.paired,
-                       "goals": self.goals, "scaling": self.scaling, "files": self.files})
+                                       "arms": {k: asdict(v) for k, v in self.arms.items()}, "paired": self.paired,
+                                       "goals": self.goals, "scaling": self.scaling, "files": self.files,
+                                       "splits": {k: v.to_dict() for k, v in self.splits.items()}})
         return data
 
 
@@ -96,90 +132,92 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _read_metrics(eval_dir: str) -> dict[str, Estimate]:
+    results_path = Path(eval_dir) / "results.json"
+    if not results_path.exists():
+        raise ConfigError(f"{eval_dir} is not an rfm-eval results folder (no results.json)")
+    data = json.loads(results_path.read_text())
+    return {f"{task}.{name}": Estimate.from_dict(est) for task, result in data["tasks"].items()
+            if result.get("status") == "ok" for name, est in result.get("headline", {}).items()}
+
+
 def load_run(spec: RunSpec, eval_dir: str, training_log: str) -> RunRecord:
     """Read a run's ``results.json`` and the last record of its ``metrics.jsonl``.
 
     Raises:
         ConfigError: a folder without results.json or metrics.jsonl, or one evaluated under another name.
     """
-    results_path, log_path = Path(eval_dir) / "results.json", Path(training_log) / "metrics.jsonl"
-    if not results_path.exists():
-        raise ConfigError(f"{eval_dir} is not an rfm-eval results folder (no results.json)")
+    log_path = Path(training_log) / "metrics.jsonl"
+    metrics = _read_metrics(eval_dir)
     if not log_path.exists():
         raise ConfigError(f"{training_log} has no metrics.jsonl: pass the pretrain step's training_log")
     name_file = Path(eval_dir) / "run_name.txt"
     if name_file.exists() and name_file.read_text().strip() != spec.label:
         raise ConfigError(f"evaluation {eval_dir} is named {name_file.read_text().strip()!r}, but the plan's run "
                           f"at this position is {spec.label!r}: pass evaluations in the plan's order")
-    data = json.loads(results_path.read_text())
-    metrics = {f"{task}.{name}": Estimate.from_dict(est) for task, result in data["tasks"].items()
-               if result.get("status") == "ok" for name, est in result.get("headline", {}).items()}
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     last: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     return RunRecord(spec, eval_dir, metrics, float(last.get("flops", 0.0)), int(last.get("step", 0)),
                      float(last.get("wall_s", 0.0)), float(last.get("samples", 0.0)))
 
 
-def _summarise(runs: Sequence[RunRecord], n_train: int) -> dict[str, ArmSummary]:
-    by_arm: dict[str, list[RunRecord]] = {}
+def read_domains(dataset: str) -> dict[str, str]:
+    """Sample id → source dataset (the pooled manifest's ``dataset`` column) of a joined dataset folder."""
+    from rfm_data.manifest import read_manifest  # pyarrow only where domains are asked for
+
+    table = read_manifest(f"{dataset.rstrip('/')}/manifest.parquet")
+    if "dataset" not in table.schema.names:
+        return {}
+    return dict(zip(table["sample_id"].to_pylist(), table["dataset"].to_pylist(), strict=True))
+
+
+def _primary_split(runs: Sequence[RunRecord]) -> str:
+    data = json.loads((Path(runs[0].eval_dir) / "results.json").read_text())
+    return str(data.get("split") or "test")
+
+
+def _split_runs(runs: Sequence[RunRecord], split: str, primary: str) -> list[RunRecord]:
+    """The runs as evaluated on ``split``: the primary folder, or its ``splits/<split>`` sub-folder."""
+    if split == primary:
+        return list(runs)
+    out = []
     for r in runs:
-        by_arm.setdefault(r.spec.arm, []).append(r)
-    out = {}
-    for arm, rs in by_arm.items():
-        s = ArmSummary(arm, rs[0].spec.kind, rs[0].spec.fraction, [r.spec.seed for r in rs],
-                       flops=float(np.mean([r.flops for r in rs])), steps=float(np.mean([r.steps for r in rs])),
-                       train_samples=rs[0].spec.fraction * n_train,
-                       seconds=float(np.mean([r.seconds for r in rs])))
-        names = sorted({m for r in rs for m in r.metrics})
-        for m in names:
-            ests = [r.metrics[m] for r in rs if m in r.metrics and r.metrics[m].defined]
-            if not ests:
-                continue
-            values = np.array([e.value for e in ests])
-            s.mean[m] = float(values.mean())
-            s.sd[m] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            s.low[m] = float(np.nanmean([e.low for e in ests])) if any(math.isfinite(e.low) for e in ests) \
-                else math.nan
-            s.high[m] = float(np.nanmean([e.high for e in ests])) if any(math.isfinite(e.high) for e in ests) \
-                else math.nan
-        out[arm] = s
+        folder = str(Path(r.eval_dir) / "splits" / split)
+        if not (Path(folder) / "results.json").exists():
+            raise ConfigError(f"{r.eval_dir} has no evaluation of split {split!r} (splits/{split}/results.json): "
+                              "evaluate with extra_splits, or drop the split from the report's splits")
+        out.append(replace(r, eval_dir=folder, metrics=_read_metrics(folder)))
     return out
 
 
-def _seed_mean_fns(runs: Sequence[RunRecord], task: str, ids: list[str]) -> dict[str, Callable[[np.ndarray], float]]:
-    """Metric → f(rows) = mean over ``runs`` of the metric on those rows (rows index ``ids``)."""
-    impl = tasks.create(task)
-    per_run = []
+def _by_arm(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    by_arm: dict[str, list[RunRecord]] = {}
     for r in runs:
-        pred = Predictions.load(str(Path(r.eval_dir) / task / PREDICTIONS_NAME))
-        pos = {s: i for i, s in enumerate(pred.sample_ids)}
-        per_run.append(impl.metrics(pred.take(np.array([pos[s] for s in ids]))))
-    names = set.intersection(*(set(f) for f in per_run))
-
-    def mean_of(m: str) -> Callable[[np.ndarray], float]:
-        return lambda idx: float(np.nanmean([f[m](idx) for f in per_run]))
-    return {m: mean_of(m) for m in names}
+        by_arm.setdefault(r.spec.arm, []).append(r)
+    return by_arm
 
 
-def _paired_tests(arm_runs: Sequence[RunRecord], ref_runs: Sequence[RunRecord], metrics: set[str], n_boot: int,
-                  seed: int) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for task in PAIRED_TASKS:
-        wanted = {m.split(".", 1)[1] for m in metrics if m.startswith(f"{task}.")}
-        folders = [Path(r.eval_dir) / task / PREDICTIONS_NAME for r in (*arm_runs, *ref_runs)]
-        if not wanted or not all(f.exists() for f in folders):
-            continue
-        preds = [Predictions.load(str(f)) for f in folders]
-        common = set(preds[0].sample_ids).intersection(*(set(p.sample_ids) for p in preds[1:]))
-        ids = [s for s in preds[0].sample_ids if s in common]
-        if not ids:
-            continue
-        groups = np.asarray([preds[0].groups[preds[0].sample_ids.index(s)] for s in ids])
-        fa, fb = _seed_mean_fns(ref_runs, task, ids), _seed_mean_fns(arm_runs, task, ids)
-        with threadpool_limits(1):
-            for m in sorted(wanted & set(fa) & set(fb)):
-                p = paired_bootstrap(fa[m], fb[m], len(ids), groups, n_boot=n_boot, seed=seed)
-                out[f"{task}.{m}"] = p.to_dict()
+def _seed_stats(s: ArmSummary, m: str, ests: list[Estimate]) -> None:
+    values = np.array([e.value for e in ests])
+    s.mean[m] = float(values.mean())
+    s.sd[m] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    s.low[m] = float(np.nanmean([e.low for e in ests])) if any(math.isfinite(e.low) for e in ests) else math.nan
+    s.high[m] = float(np.nanmean([e.high for e in ests])) if any(math.isfinite(e.high) for e in ests) else math.nan
+
+
+def _summarise(runs: Sequence[RunRecord], n_train: int) -> dict[str, ArmSummary]:
+    out = {}
+    for arm, rs in _by_arm(runs).items():
+        spec = rs[0].spec
+        s = ArmSummary(arm, spec.kind, spec.fraction, [r.spec.seed for r in rs],
+                       flops=float(np.mean([r.flops for r in rs])), steps=float(np.mean([r.steps for r in rs])),
+                       train_samples=spec.fraction * n_train, seconds=float(np.mean([r.seconds for r in rs])),
+                       step_fraction=float(getattr(spec, "step_fraction", 1.0)), base=str(getattr(spec, "base", "")))
+        for m in sorted({m for r in rs for m in r.metrics}):
+            ests = [r.metrics[m] for r in rs if m in r.metrics and r.metrics[m].defined]
+            if ests:
+                _seed_stats(s, m, ests)
+        out[arm] = s
     return out
 
 
@@ -187,191 +225,228 @@ def _headline(name: str) -> bool:
     return "[" not in name and "chance" not in name and "median_rank" not in name
 
 
-def _fmt(s: ArmSummary, m: str) -> str:
-    if m not in s.mean:
-        return "–"
-    ci = f" [{s.low[m]:.3f}, {s.high[m]:.3f}]" if math.isfinite(s.low.get(m, math.nan)) else ""
-    return f"{s.mean[m]:.3f} ± {s.sd[m]:.3f}{ci}"
+class _PredictionCache:
+    """Each run's predictions per task, read once for every split, domain and comparison that needs them."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str], Predictions | None] = {}
+
+    def get(self, eval_dir: str, task: str) -> Predictions | None:
+        key = (eval_dir, task)
+        if key not in self._loaded:
+            path = Path(eval_dir) / task / PREDICTIONS_NAME
+            self._loaded[key] = Predictions.load(str(path)) if path.exists() else None
+        return self._loaded[key]
 
 
-def _plot_budget(arms: dict[str, ArmSummary], primary: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    random_arms = sorted((a for a in arms.values() if a.kind in ("reference", "baseline", "scaling")
-                          and primary in a.mean), key=lambda a: a.budget)
-    if random_arms:
-        ax.errorbar([a.budget for a in random_arms], [a.mean[primary] for a in random_arms],
-                    yerr=[a.sd[primary] for a in random_arms], fmt="-o", color="black", capsize=3,
-                    label="random subsets (mean ± seed sd)")
-        lows = [a.low.get(primary, math.nan) for a in random_arms]
-        highs = [a.high.get(primary, math.nan) for a in random_arms]
-        ax.fill_between([a.budget for a in random_arms], lows, highs, color="grey", alpha=0.2,
-                        label="random: mean 95% bootstrap CI")
-    for i, a in enumerate(a for a in arms.values() if a.kind == "strategy" and primary in a.mean):
-        ax.errorbar([a.budget * (1 + 0.04 * (i + 1))], [a.mean[primary]], yerr=[a.sd[primary]], fmt="s",
-                    color=f"C{i}", capsize=3, label=a.arm)
-    ax.set(xscale="log", xlabel="budget (fraction of the train split; online arm at its selection ratio)",
-           ylabel=primary, title="metric vs budget (equal steps)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+# Run label → metric → values on [full set, resample 1, ...] (shared resamples within one task and row set).
+_Vectors = dict[str, dict[str, np.ndarray]]
 
 
-def _plot_compute(arms: dict[str, ArmSummary], primary: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, a in enumerate(a for a in arms.values() if primary in a.mean and a.flops > 0):
-        ax.errorbar([a.flops], [a.mean[primary]], yerr=[a.sd[primary]], fmt="o", color=f"C{i % 10}", capsize=3,
-                    label=a.arm)
-    ax.set(xscale="log", xlabel="training FLOPs (mean over seeds)", ylabel=primary, title="metric vs compute")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _task_vectors(runs: Sequence[RunRecord], task: str, cache: _PredictionCache, n_boot: int, seed: int,
+                  keep: set[str] | None = None) -> _Vectors:
+    """Every run's paired metrics of ``task`` on shared resamples of the rows all runs scored (∩ ``keep``)."""
+    preds = {r.spec.label: p for r in runs if (p := cache.get(r.eval_dir, task)) is not None}
+    if not preds:
+        return {}
+    first = next(iter(preds.values()))
+    common = set(first.sample_ids).intersection(*(set(p.sample_ids) for p in preds.values()))
+    rows = [i for i, s in enumerate(first.sample_ids) if s in common and (keep is None or s in keep)]
+    if not rows:
+        return {}
+    ids = [first.sample_ids[i] for i in rows]
+    draws = draw_resamples(ids, [first.groups[i] for i in rows], n_boot, seed)
+    out: _Vectors = {}
+    for label, p in preds.items():
+        pos = {s: i for i, s in enumerate(p.sample_ids)}
+        aligned = p.take(np.array([pos[s] for s in ids]))
+        out[label] = {f"{task}.{m}": draws.apply(fn) for m, fn in headline_metrics(task, aligned).items()}
+    return out
 
 
-def _per_class(arms: dict[str, ArmSummary], baseline: str, rare: Sequence[str]) -> dict[str, dict[str, float]]:
+def _arm_vectors(by_arm: Mapping[str, Sequence[RunRecord]], vectors: _Vectors) -> dict[str, dict[str, np.ndarray]]:
+    """Arm → metric → seed-mean values per resample."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for arm, rs in by_arm.items():
+        per_seed = [vectors[r.spec.label] for r in rs if r.spec.label in vectors]
+        if per_seed:
+            names = set.intersection(*(set(v) for v in per_seed))
+            out[arm] = {m: seed_mean([v[m] for v in per_seed]) for m in sorted(names)}
+    return out
+
+
+def _compared(arms: Mapping[str, ArmSummary], ref: str) -> list[str]:
+    """Arms tested against ``ref``: curated arms and random against full; curated arms against random; the
+    shortened (compute) arms against full, whose metric the compute goal asks them to reach."""
+    kinds = ("strategy", "baseline", "compute") if ref == "full" else ("strategy",)
+    return [a.arm for a in arms.values() if a.kind in kinds and a.arm != ref]
+
+
+def _paired(arms: Mapping[str, ArmSummary], vectors: Mapping[str, Mapping[str, np.ndarray]], baseline: str,
+            metrics: set[str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for ref in ("full", baseline):
+        if not ref or ref not in vectors:
+            continue
+        wanted = set(vectors[ref]) if metrics is None else set(vectors[ref]) & metrics
+        out[ref] = {}
+        for arm in _compared(arms, ref):
+            shared = sorted(wanted & set(vectors.get(arm, {})))
+            out[ref][arm] = {m: paired_from_values(vectors[ref][m], vectors[arm][m]) for m in shared}
+    return out
+
+
+def _all_vectors(runs: Sequence[RunRecord], tasks: Sequence[str], cache: _PredictionCache, n_boot: int, seed: int,
+                 keep: set[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    by_arm = _by_arm(runs)
+    merged: dict[str, dict[str, np.ndarray]] = {}
+    for task in tasks:
+        for arm, per_metric in _arm_vectors(by_arm, _task_vectors(runs, task, cache, n_boot, seed, keep)).items():
+            merged.setdefault(arm, {}).update(per_metric)
+    return merged
+
+
+def _domain_reports(runs: Sequence[RunRecord], arms: Mapping[str, ArmSummary], domains: Mapping[str, str],
+                    primary: str, baseline: str, cache: _PredictionCache, n_boot: int,
+                    seed: int) -> dict[str, dict[str, Any]]:
+    """Per source dataset: the primary metric and the linear probe, seed means with CIs and paired tests."""
+    tasks = list(dict.fromkeys([primary.split(".")[0], *DOMAIN_TASKS]))
+    first = cache.get(runs[0].eval_dir, tasks[0])
+    names = sorted({domains[s] for s in (first.sample_ids if first else []) if s in domains})
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        keep = {s for s, d in domains.items() if d == name}
+        vectors = _all_vectors(runs, tasks, cache, n_boot, seed, keep)
+        wanted = {m for v in vectors.values() for m in v if m == primary or m.split(".")[0] in DOMAIN_TASKS}
+        n = sum(s in keep for s in first.sample_ids) if first else 0
+        out[name] = {"n": n, "arms": {a: {m: estimate(v[m]).to_dict() for m in sorted(wanted & set(v))}
+                                          for a, v in vectors.items()},
+                     "paired": _paired(arms, vectors, baseline, wanted)}
+    return out
+
+
+def _strategy_goals(arms: Mapping[str, ArmSummary], primary: str, baseline: str) -> dict[str, dict[str, Any]]:
+    """curated@b ≥ random@b + 2 AUROC points, and ≥ 98 % of the full model, per curated arm."""
+    full, rand = arms["full"], arms.get(baseline)
+    if rand is None or primary not in full.mean or primary not in rand.mean:
+        return {}
+    return {a.arm: {"gain_over_random_points": 100 * (a.mean[primary] - rand.mean[primary]),
+                    "fraction_of_full": a.mean[primary] / full.mean[primary],
+                    "beats_random_by_2_points": a.mean[primary] >= rand.mean[primary] + 0.02,
+                    "reaches_98pct_of_full": a.mean[primary] >= 0.98 * full.mean[primary]}
+            for a in arms.values() if a.kind == "strategy" and primary in a.mean}
+
+
+def _step_fraction(a: ArmSummary, full: ArmSummary) -> float:
+    # Plans written before RunSpec.step_fraction existed mark shortened runs by kind only: use the steps trained.
+    if a.step_fraction < 1 or a.kind != "compute" or full.steps <= 0:
+        return a.step_fraction
+    return a.steps / full.steps
+
+
+def _compute_fraction(a: ArmSummary, full: ArmSummary) -> float:
+    # Measured FLOPs when both runs logged them (the online selector's scoring passes count too), else steps.
+    return a.flops / full.flops if a.flops > 0 and full.flops > 0 else _step_fraction(a, full)
+
+
+def _shortened_run(a: ArmSummary, full: ArmSummary, primary: str) -> dict[str, Any]:
+    return {"base": a.base or "full", "step_fraction": _step_fraction(a, full),
+            "compute_fraction": _compute_fraction(a, full), "value": a.mean[primary],
+            "reaches_full": a.mean[primary] >= full.mean[primary]}
+
+
+def _compute_goal(arms: Mapping[str, ArmSummary], primary: str) -> dict[str, Any]:
+    """The full model's final metric reached at ≤ 30 % of its compute: by each shortened run of the plan
+    (``step_fraction`` < 1, e.g. ``full@30%-steps`` or ``hkmeans@25%@30%-steps``)."""
+    full = arms["full"]
+    if primary not in full.mean:
+        return {}
+    shortened = {a.arm: _shortened_run(a, full, primary) for a in arms.values()
+                 if _step_fraction(a, full) < 1 and primary in a.mean}
+    met = [k for k, v in shortened.items() if v["reaches_full"] and v["compute_fraction"] <= COMPUTE_GOAL]
+    reached = [a.flops / full.flops for a in arms.values()
+               if primary in a.mean and a.mean[primary] >= full.mean[primary] and full.flops > 0 and a.flops > 0]
+    return {"compute_arms": shortened, "full_reached_at_30pct_compute": bool(met), "reached_by": met,
+            "compute_fraction_to_full_metric": min(reached) if reached else None}
+
+
+def _goals(arms: Mapping[str, ArmSummary], primary: str, baseline: str) -> dict[str, Any]:
+    return {"primary": primary, "per_strategy": _strategy_goals(arms, primary, baseline),
+            **_compute_goal(arms, primary)}
+
+
+def _per_class(arms: Mapping[str, ArmSummary], baseline: str, rare: Sequence[str]) -> dict[str, dict[str, float]]:
     """Arm → ``task.auroc[finding]`` → gain over the random baseline, for the rare findings."""
     base = arms.get(baseline)
     if base is None:
         return {}
-    out: dict[str, dict[str, float]] = {}
-    for a in arms.values():
-        if a.kind != "strategy":
-            continue
-        out[a.arm] = {m: a.mean[m] - base.mean[m] for m in a.mean
-                      if m in base.mean and any(f"[{r}]" in m for r in rare) and "auroc" in m}
-    return out
+    return {a.arm: {m: a.mean[m] - base.mean[m] for m in a.mean
+                    if m in base.mean and any(f"[{r}]" in m for r in rare) and "auroc" in m}
+            for a in arms.values() if a.kind == "strategy"}
 
 
-def _plot_per_class(gains: dict[str, dict[str, float]], path: Path) -> None:
-    metrics = sorted({m for g in gains.values() for m in g})
-    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * len(metrics) + 1)))
-    width = 0.8 / max(1, len(gains))
-    for i, (arm, g) in enumerate(gains.items()):
-        ax.barh(np.arange(len(metrics)) + i * width, [g.get(m, 0.0) for m in metrics], height=width, label=arm)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(np.arange(len(metrics)) + width * (len(gains) - 1) / 2, metrics, fontsize=7)
-    ax.set(xlabel="AUROC gain over random at the same budget (mean over seeds)", title="rare findings")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _goals(arms: dict[str, ArmSummary], primary: str, baseline: str) -> dict[str, Any]:
-    full, rand = arms.get("full"), arms.get(baseline)
-    out: dict[str, Any] = {"primary": primary, "per_strategy": {}}
-    if full is None or rand is None or primary not in full.mean or primary not in rand.mean:
-        return out
-    for a in arms.values():
-        if a.kind != "strategy" or primary not in a.mean:
-            continue
-        out["per_strategy"][a.arm] = {
-            "gain_over_random_points": 100 * (a.mean[primary] - rand.mean[primary]),
-            "fraction_of_full": a.mean[primary] / full.mean[primary],
-            "beats_random_by_2_points": a.mean[primary] >= rand.mean[primary] + 0.02,
-            "reaches_98pct_of_full": a.mean[primary] >= 0.98 * full.mean[primary]}
-    reached = [a.flops / full.flops for a in arms.values()
-               if primary in a.mean and a.mean[primary] >= full.mean[primary] and full.flops > 0 and a.flops > 0]
-    out["compute_fraction_to_full_metric"] = min(reached) if reached else None
-    out["full_reached_at_30pct_compute"] = bool(reached) and min(reached) <= 0.30
-    return out
-
-
-def write_study_report(runs: Sequence[RunRecord], out: str, n_train: int, budget: float, rare: Sequence[str] = (),
-                       primary: str = PRIMARY, n_boot: int = 200, seed: int = 0, title: str = "") -> StudyReport:
-    """Aggregate ``runs``, test arms against random at ``budget`` and the full set, fit the scaling law, and
-    write ``study.md``, ``study.json`` and the plots to ``out``.
-
-    Raises:
-        ConfigError: no runs, or no ``full`` arm to compare with.
-    """
-    if not runs:
-        raise ConfigError("the study has no finished runs")
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+def _split_report(split: str, runs: Sequence[RunRecord], n_train: int, primary: str, domains: Mapping[str, str],
+                  cache: _PredictionCache, n_boot: int, seed: int) -> SplitReport:
     arms = _summarise(runs, n_train)
     if "full" not in arms:
         raise ConfigError("the study needs a 'full' arm (the reference): build runs with plan_runs")
     if primary not in arms["full"].mean:
         known = sorted(m for m in arms["full"].mean if _headline(m))
-        raise ConfigError(f"primary metric {primary!r} is not in the evaluations; known: {known}")
+        raise ConfigError(f"primary metric {primary!r} is not in the {split} evaluations; known: {known}")
     baseline = next((a.arm for a in arms.values() if a.kind == "baseline"), "")
-    by_arm: dict[str, list[RunRecord]] = {}
-    for r in runs:
-        by_arm.setdefault(r.spec.arm, []).append(r)
-    metrics = {m for m in arms["full"].mean if _headline(m) and m.split(".")[0] in PAIRED_TASKS}
-    paired: dict[str, dict[str, dict[str, Any]]] = {}
-    for ref in ("full", baseline):
-        if not ref:
-            continue
-        paired[ref] = {a.arm: _paired_tests(by_arm[a.arm], by_arm[ref], metrics, n_boot, seed)
-                       for a in arms.values() if a.kind in ("strategy", "baseline") and a.arm != ref}
-    files = {"markdown": str(root / "study.md"), "json": str(root / "study.json"),
-             "budget_plot": str(root / "metric_vs_budget.png"), "compute_plot": str(root / "metric_vs_compute.png"),
-             "per_class_plot": str(root / "rare_findings.png")}
-    _plot_budget(arms, primary, Path(files["budget_plot"]))
-    _plot_compute(arms, primary, Path(files["compute_plot"]))
-    gains = _per_class(arms, baseline, rare)
-    _plot_per_class(gains, Path(files["per_class_plot"]))
-    scaling: dict[str, Any] = {}
+    vectors = _all_vectors(runs, PAIRED_TASKS, cache, n_boot, seed)
+    by_domain = _domain_reports(runs, arms, domains, primary, baseline, cache, n_boot, seed) if domains else {}
+    return SplitReport(split, arms, _paired(arms, vectors, baseline), _goals(arms, primary, baseline), by_domain)
+
+
+def _scaling(runs: Sequence[RunRecord], root: Path, n_train: int, primary: str, n_boot: int,
+             seed: int) -> dict[str, Any]:
     points = [ScalingPoint.from_estimate(r.spec.fraction * n_train, r.metrics[primary], r.flops, r.spec.label)
               for r in runs if r.spec.kind in ("reference", "baseline", "scaling") and primary in r.metrics
               and r.metrics[primary].defined]
     try:
         rep = scaling_report(points, str(root / "scaling"), metric=primary, n_boot=n_boot, seed=seed,
                              axes=["samples"])
-        fit = rep.fits["samples"]
-        scaling = {"a": fit.a, "b": fit.b, "c": fit.c, "x0": fit.x0, "rmse": fit.rmse,
-                   "predictions": [{"factor": p.factor, "value": p.value.to_dict(), "gain": p.gain.to_dict()}
-                                   for p in fit.predictions], "files": rep.files}
     except ConfigError as err:  # e.g. a flat or noisy metric the law cannot follow: say so in the report
-        scaling = {"error": str(err)}
-    report = StudyReport(str(root), primary, arms, paired, _goals(arms, primary, baseline), scaling, files)
-    report.goals["per_class_gains"] = gains
-    Path(files["json"]).write_text(json.dumps(report.to_dict(), indent=2))
-    Path(files["markdown"]).write_text(_markdown(report, baseline, n_train, title))
+        return {"error": str(err)}
+    fit = rep.fits["samples"]
+    return {"a": fit.a, "b": fit.b, "c": fit.c, "x0": fit.x0, "rmse": fit.rmse,
+            "predictions": [{"factor": p.factor, "value": p.value.to_dict(), "gain": p.gain.to_dict()}
+                            for p in fit.predictions], "files": rep.files}
+
+
+def write_study_report(runs: Sequence[RunRecord], out: str, n_train: int, budget: float, rare: Sequence[str] = (),
+                       primary: str = PRIMARY, n_boot: int = 200, seed: int = 0, title: str = "",
+                       splits: Sequence[str] = (), domains: Mapping[str, str] | None = None) -> StudyReport:
+    """Aggregate ``runs`` per evaluated split, test arms against random at ``budget`` and the full set (overall
+    and per source dataset), check the goals on every split, fit the scaling law, and write ``study.md``,
+    ``study.json`` and the plots to ``out``.
+
+    Args:
+        splits: the evaluated splits, the primary (the runs' own results folders) first; the others are read
+            from ``<eval_dir>/splits/<name>``. Default: the primary only.
+        domains: sample id → source dataset (:func:`read_domains`); None or empty: no per-domain tables.
+
+    Raises:
+        ConfigError: no runs, no ``full`` arm, a primary metric not evaluated, or a split not evaluated.
+    """
+    from rfm_pipelines.study.render import render  # matplotlib only when writing
+
+    if not runs:
+        raise ConfigError("the study has no finished runs")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    primary_split = _primary_split(runs)
+    names = list(dict.fromkeys([primary_split, *(s for s in splits[1:] if s != primary_split)]))
+    cache = _PredictionCache()
+    with threadpool_limits(1):  # small matrices: BLAS threads only contend with the other steps' processes
+        per_split = {s: _split_report(s, _split_runs(runs, s, primary_split), n_train, primary, domains or {},
+                                      cache, n_boot, seed) for s in names}
+    main = per_split[primary_split]
+    baseline = next((a.arm for a in main.arms.values() if a.kind == "baseline"), "")
+    report = StudyReport(str(root), primary, main.arms, main.paired, main.goals,
+                         _scaling(runs, root, n_train, primary, n_boot, seed), {}, per_split)
+    report.goals["per_class_gains"] = _per_class(main.arms, baseline, rare)
+    report.files = render(report, baseline, n_train, title)
+    Path(report.files["json"]).write_text(json.dumps(report.to_dict(), indent=2))
     return report
-
-
-def _markdown(rep: StudyReport, baseline: str, n_train: int, title: str) -> str:
-    arms = list(rep.arms.values())
-    metrics = sorted({m for a in arms for m in a.mean if _headline(m)})
-    lines = [f"# Data-efficiency study{': ' + title if title else ''}", "",
-             f"{len(arms)} arms, seeds {arms[0].seeds}, {n_train} training images in the full train split. Cells: "
-             "mean over seeds ± seed sd [mean of the per-seed 95 % bootstrap CIs].", "",
-             "| arm | kind | budget | steps | train FLOPs | " + " | ".join(metrics) + " |",
-             "|" + "---|" * (5 + len(metrics))]
-    for a in arms:
-        lines.append(f"| {a.arm} | {a.kind} | {a.budget:g} | {a.steps:g} | {a.flops:.3g} | "
-                     + " | ".join(_fmt(a, m) for m in metrics) + " |")
-    for ref, per_arm in rep.paired.items():
-        lines += ["", f"## Paired tests against {ref} (seed-averaged, patient bootstrap)", "",
-                  "| arm | metric | difference [95 % CI] | p |", "|---|---|---|---|"]
-        for arm, tests in per_arm.items():
-            for m, t in tests.items():
-                d = Estimate.from_dict(t["diff"])
-                p = t.get("p_value")
-                lines.append(f"| {arm} | {m} | {d.format()} | {'–' if p is None else f'{p:.3g}'} |")
-    g = rep.goals
-    lines += ["", f"## Goals ({rep.primary})", "", "| strategy | gain over random (points) | % of full | "
-              "≥ random + 2 | ≥ 98 % of full |", "|---|---|---|---|---|"]
-    for arm, v in g.get("per_strategy", {}).items():
-        lines.append(f"| {arm} | {v['gain_over_random_points']:+.2f} | {100 * v['fraction_of_full']:.1f} | "
-                     f"{'yes' if v['beats_random_by_2_points'] else 'no'} | "
-                     f"{'yes' if v['reaches_98pct_of_full'] else 'no'} |")
-    frac = g.get("compute_fraction_to_full_metric")
-    lines += ["", "Full model's metric reached at "
-              + (f"{100 * frac:.0f} % of its compute" if frac is not None else "no smaller compute")
-              + f" (goal ≤ 30 %: {'met' if g.get('full_reached_at_30pct_compute') else 'not met'})."]
-    if rep.scaling.get("error"):
-        lines += ["", f"Scaling fit: not available ({rep.scaling['error']})."]
-    elif rep.scaling:
-        s = rep.scaling
-        lines += ["", f"Scaling fit (random subsets + full): {rep.primary} = {s['a']:.4f} - {s['b']:.4f}·(n/"
-                  f"{s['x0']:.4g})^-{s['c']:.3f}, RMSE {s['rmse']:.4f}; "
-                  + "; ".join(f"{p['factor']:g}x data: gain {Estimate.from_dict(p['gain']).format()}"
-                              for p in s["predictions"]) + " (see scaling/scaling.md)."]
-    lines += ["", "![metric vs budget](metric_vs_budget.png)", "", "![metric vs compute](metric_vs_compute.png)",
-              "", "![rare findings](rare_findings.png)", ""]
-    return "\n".join(lines)
