@@ -44,6 +44,9 @@ class ModelConfig:
         max_logit_scale: the exponentiated scale is clamped to it (CLIP: 100) to keep training stable.
         learn_logit_scale: whether the temperature is learned.
         grad_checkpointing: recompute encoder activations in backward.
+        freeze_text: lock the text encoder (LiT-style): its weights get no gradient and stay out of the
+            optimizer, and it always runs in eval mode without autograd (forward-only FLOPs, no dropout);
+            the text projection and the logit scale still train. Meant for a pretrained text tower.
         absent_label: label value for observations a report does not mention.
     """
 
@@ -61,6 +64,7 @@ class ModelConfig:
     max_logit_scale: float = 100.0
     learn_logit_scale: bool = True
     grad_checkpointing: bool = False
+    freeze_text: bool = False
     absent_label: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,8 +100,20 @@ class VisionLanguageModel(nn.Module):
                                                      **config.objective_options)
         init = config.init_logit_scale if config.init_logit_scale is not None else self.objective.init_logit_scale
         self.logit_scale = nn.Parameter(torch.tensor(float(init)), requires_grad=config.learn_logit_scale)
+        if config.freeze_text:
+            # No requires_grad: the trainer's optimizer skips these weights and DDP does not wait for their
+            # gradients (no find_unused_parameters needed), as MUST does with its idle classifiers.
+            self.text_encoder.requires_grad_(False)
+            self.text_encoder.eval()  # modules start in train mode and the trainer never calls .train()
         if config.grad_checkpointing:
             self.set_grad_checkpointing(True)
+
+    def train(self, mode: bool = True) -> VisionLanguageModel:
+        """``nn.Module.train``, except that a frozen text encoder stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.config.freeze_text:
+            self.text_encoder.eval()
+        return self
 
     @property
     def tokenizer(self) -> TextTokenizer:
@@ -107,7 +123,8 @@ class VisionLanguageModel(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Gradient checkpointing in both encoders (timm ``set_grad_checkpointing``, transformers' own)."""
         self.image_encoder.set_grad_checkpointing(enable)
-        self.text_encoder.set_grad_checkpointing(enable)
+        if not self.config.freeze_text:  # a frozen tower keeps no activations for backward: nothing to save
+            self.text_encoder.set_grad_checkpointing(enable)
         self.config.grad_checkpointing = enable
 
     def collator(self, prompt_fraction: float = 0.0, seed: int = 0) -> Collator:
@@ -125,7 +142,13 @@ class VisionLanguageModel(nn.Module):
 
     def project_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Unnormalised projected text embeddings ``(B, D)``."""
-        out: Tensor = self.text_projection(self.text_encoder(input_ids, attention_mask))
+        if self.config.freeze_text:
+            # Forward only: no autograd graph through the locked tower (its FLOPs are counted once, not x3).
+            with torch.no_grad():
+                features = self.text_encoder(input_ids, attention_mask)
+        else:
+            features = self.text_encoder(input_ids, attention_mask)
+        out: Tensor = self.text_projection(features)
         return out
 
     def encode_image(self, images: Tensor) -> Tensor:

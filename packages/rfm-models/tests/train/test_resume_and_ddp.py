@@ -78,10 +78,12 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(cxr_dataset: str
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_gloo(cxr_dataset: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("freeze_text", ["false", "true"])  # a locked text tower must not upset DDP either
+def test_torchrun_two_processes_gloo(cxr_dataset: str, tmp_path: Path, freeze_text: str) -> None:
     out = tmp_path / "ddp"
+    extra = {"data.batch_size": "8", "model.freeze_text": freeze_text}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "rfm_models.train", *_args(cxr_dataset, out, max_steps=4, **{"data.batch_size": "8"})]
+           "-m", "rfm_models.train", *_args(cxr_dataset, out, max_steps=4, **extra)]
     done = subprocess.run(cmd, env=_env(), timeout=180, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     records = read_jsonl(str(out / "metrics.jsonl"))

@@ -9,7 +9,9 @@ padded to their longest report: measuring one batch and extrapolating made two r
 * ``train_flops_per_sample``: forward + backward of the loss pass, divided by the samples it trained on;
 * ``score_flops_per_sample``: the no-grad scoring forward of online selection, per scored sample.
 
-Every later step adds ``train_flops_per_sample * kept + score_flops_per_sample * scored``. This assumes cost
+Every later step adds ``train_flops_per_sample * kept + score_flops_per_sample * scored``; the training part
+is also summed alone (``train_flops``), which the equal-compute budget ``flops_of_steps`` divides by the
+samples trained on to price a plain step (:func:`plain_steps_flops`). This assumes cost
 linear in the batch (true for the encoders; the B x B contrastive logits are negligible) and does not count
 elementwise ops (FlopCounterMode counts matmul-like ops only) or the optimizer update. The counters are summed
 over DDP ranks, so they describe the whole job.
@@ -39,6 +41,7 @@ class ComputeCounters:
     kept_samples: int = 0  # samples the loss was computed on
     scored_samples: int = 0  # samples that went through the selection (scoring) forward
     flops: float = 0.0
+    train_flops: float = 0.0  # the part of ``flops`` spent in training passes (fwd + bwd on kept samples)
     wall_s: float = 0.0  # wall-clock seconds inside train(), across resumes
     device_s: float = 0.0  # seconds in forward / backward / optimizer (synchronised on GPU), across resumes
     train_flops_per_sample: float = 0.0
@@ -109,14 +112,40 @@ class DeviceTimer:
         self._start = None
 
 
-def budget_reason(budget: BudgetConfig, counters: ComputeCounters, epoch: int) -> str | None:
-    """Why the run must stop now (``"max_steps"``, ``"max_flops"``, …), or ``None`` to go on."""
+def plain_steps_flops(steps: int, global_batch: int, counters: ComputeCounters) -> float | None:
+    """FLOPs that ``steps`` plain optimizer steps of ``global_batch`` samples cost, or None before any training
+    pass was measured.
+
+    The per-sample cost is the mean over every sample trained on so far (``train_flops / kept_samples``), not
+    the first batch's figure: text is padded to each batch's longest report, so the first batch's cost per
+    sample can be far from the typical one (4.5x apart at equal steps, see the module docstring), and the
+    budget of two runs would then hinge on which batch each happened to draw first. The running mean converges
+    to the data's average cost, which is what a plain run of ``steps`` steps spends in expectation.
+    """
+    if counters.kept_samples <= 0 or counters.train_flops <= 0:
+        return None
+    # A plain run reaches the target exactly at step ``steps``; the relative slack keeps float round-off in
+    # the sums from costing it one extra step.
+    return steps * global_batch * (counters.train_flops / counters.kept_samples) * (1.0 - 1e-9)
+
+
+def budget_reason(budget: BudgetConfig, counters: ComputeCounters, epoch: int,
+                  global_batch: int | None = None) -> str | None:
+    """Why the run must stop now (``"max_steps"``, ``"max_flops"``, …), or ``None`` to go on.
+
+    ``global_batch`` (samples per optimizer step over all ranks and micro-batches) is needed by
+    ``budget.flops_of_steps`` only.
+    """
+    equal_compute = None
+    if budget.flops_of_steps is not None and global_batch is not None:
+        equal_compute = plain_steps_flops(budget.flops_of_steps, global_batch, counters)
     limits: list[tuple[str, float | None, float]] = [
         ("max_steps", budget.max_steps, counters.steps),
         ("max_epochs", budget.max_epochs, epoch),
         ("max_samples", budget.max_samples, counters.samples),
         ("max_flops", budget.max_flops, counters.flops),
         ("max_hours", budget.max_hours, counters.wall_s / 3600.0),
+        ("flops_of_steps", equal_compute, counters.flops),
     ]
     for name, limit, value in limits:
         if limit is not None and value >= limit:

@@ -59,6 +59,11 @@ class BudgetConfig:
     max_samples: int | None = None  # samples drawn from the loader (all ranks), kept or not
     max_flops: float | None = None  # cumulative training FLOPs (all ranks), see compute.py
     max_hours: float | None = None  # cumulative wall-clock hours across resumes
+    # Equal-compute budget: stop once ``flops`` reach what this many plain optimizer steps (every sample of a
+    # global batch trained on, no scoring pass) cost; compares online selection with plain runs at equal FLOPs.
+    # The per-sample cost is measured in the run itself (see compute.plain_steps_flops). Give
+    # schedule.total_steps (or max_steps) with it: the number of steps it allows is not known in advance.
+    flops_of_steps: int | None = None
 
 
 @dataclass
@@ -104,6 +109,8 @@ class TrainConfig:
         for name in ("max_steps", "max_epochs", "max_samples", "max_flops", "max_hours"):
             value = getattr(self.budget, name)
             checks.append((value is None or value > 0, f"budget.{name} must be > 0 or None, got {value}"))
+        steps = self.budget.flops_of_steps
+        checks.append((steps is None or steps >= 1, f"budget.flops_of_steps must be >= 1 or None, got {steps}"))
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

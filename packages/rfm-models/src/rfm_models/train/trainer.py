@@ -129,8 +129,9 @@ class _Run:
         self.last_checkpoint: str | None = None
         self._subset: set[Any] | None = None
         self._train_flops, self._score_flops = PerShapeFlops(), PerShapeFlops()
-        self._pending: dict[str, float] = {"samples": 0, "kept": 0, "scored": 0, "flops": 0.0, "loss": 0.0,
-                                           "micro": 0}
+        self._pending: dict[str, float] = {"samples": 0, "kept": 0, "scored": 0, "flops": 0.0, "train_flops": 0.0,
+                                           "loss": 0.0, "micro": 0}
+        self._global_batch = self._samples_per_step()
         self._resume()
         self.logger = TrainLogger(cfg.output_dir, self.info.rank, self.step, self.total_steps,
                                   tensorboard=cfg.tensorboard, progress=cfg.progress)
@@ -146,6 +147,18 @@ class _Run:
         if setter is None:
             raise ConfigError("gradient_checkpointing=True but the model has no set_grad_checkpointing()")
         setter(True)
+
+    def _samples_per_step(self) -> int | None:
+        """Samples one optimizer step draws over all ranks (what ``budget.flops_of_steps`` multiplies)."""
+        batch_size = getattr(self.loader, "batch_size", None)
+        if self.cfg.budget.flops_of_steps is not None and not isinstance(batch_size, int):
+            raise ConfigError("budget.flops_of_steps needs a loader with an int batch_size (ShardLoader has one)")
+        if not isinstance(batch_size, int):
+            return None
+        return batch_size * self.cfg.accumulation_steps * self.info.world_size
+
+    def _budget_reason(self) -> str | None:
+        return budget_reason(self.cfg.budget, self.counters, self.epoch, self._global_batch)
 
     def _total_steps(self) -> int:
         sched, budget = self.cfg.schedule, self.cfg.budget
@@ -205,7 +218,7 @@ class _Run:
     def fit(self) -> TrainResult:
         self._save_config()
         self._wall_origin = time.perf_counter() - self.counters.wall_s  # wall time continues across resumes
-        reason = budget_reason(self.cfg.budget, self.counters, self.epoch)
+        reason = self._budget_reason()
         while reason is None:
             reason = self._run_epoch()
         if self.last_checkpoint is None or not self.last_checkpoint.endswith(ckpt.step_dir_name(self.step)):
@@ -237,7 +250,7 @@ class _Run:
             if reason is not None:
                 return reason
         self._sync_epoch()
-        return budget_reason(self.cfg.budget, self.counters, self.epoch)
+        return self._budget_reason()
 
     def _sync_epoch(self) -> None:
         """End the epoch as soon as the loader's position says it is over (also on its last step, so that a
@@ -326,6 +339,7 @@ class _Run:
             self.counters.train_flops_per_sample = per_sample  # the latest shape's figure (shown in logs)
         self._pending["loss"] += loss
         self._pending["flops"] += per_sample * kept
+        self._pending["train_flops"] += per_sample * kept
 
     # -- one optimizer step --------------------------------------------------------------------------
     def _optimizer_step(self) -> str | None:
@@ -351,12 +365,12 @@ class _Run:
         every = self.cfg.checkpoint.every_steps
         if every is not None and self.step % every == 0:
             self._checkpoint()
-        return budget_reason(self.cfg.budget, self.counters, self.epoch)
+        return self._budget_reason()
 
     def _account(self) -> None:
         """Add this step's samples / FLOPs / seconds, summed over ranks so that every rank agrees."""
         p = self._pending
-        sums = torch.tensor([p["samples"], p["kept"], p["scored"], p["flops"], self.timer.total],
+        sums = torch.tensor([p["samples"], p["kept"], p["scored"], p["flops"], p["train_flops"], self.timer.total],
                             dtype=torch.float64)
         wall = torch.tensor([time.perf_counter() - self._wall_origin], dtype=torch.float64)
         if self.info.distributed:
@@ -371,7 +385,8 @@ class _Run:
         c.kept_samples += int(s[1])
         c.scored_samples += int(s[2])
         c.flops += s[3]
-        c.device_s += s[4]
+        c.train_flops += s[4]
+        c.device_s += s[5]
         c.wall_s = float(wall.item())
         self.timer.total = 0.0
         self._pending = {k: 0 for k in p}
