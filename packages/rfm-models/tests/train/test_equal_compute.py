@@ -60,3 +60,15 @@ def test_flops_of_steps_below_one_is_refused_by_name(cxr_dataset: str, tmp_path:
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(_cli_args(cxr_dataset, tmp_path, 0)) == 2
     assert "budget.flops_of_steps must be >= 1" in capsys.readouterr().err
+
+
+def test_the_lr_schedule_follows_the_flops_spent(cxr_dataset: str, tmp_path: Path) -> None:
+    """Without schedule.total_steps the cosine horizon is the FLOP budget: the LR has decayed to its floor when
+    the FLOPs run out, however many optimizer steps that took (a 400-step cap would leave it near its peak)."""
+    k = 6
+    args = [a for a in _cli_args(cxr_dataset, tmp_path, k) if not a.startswith("train.schedule.total_steps")]
+    assert main([*args, "train.schedule.warmup_steps=1", "train.optimizer.lr=1e-3"]) == 0
+    records = read_jsonl(str(tmp_path / "metrics.jsonl"))
+    assert records[-1]["steps"] > k and records[-1]["lr"] < 0.05 * 1e-3
+    lrs = [r["lr"] for r in records]
+    assert lrs == sorted(lrs, reverse=True)  # after the one warm-up step: cosine decay all the way

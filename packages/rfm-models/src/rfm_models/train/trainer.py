@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from rfm_data import io
 from rfm_data.errors import ConfigError
 from rfm_models.train import checkpoint as ckpt
-from rfm_models.train.compute import ComputeCounters, DeviceTimer, PerShapeFlops, budget_reason
+from rfm_models.train.compute import ComputeCounters, DeviceTimer, PerShapeFlops, budget_reason, plain_steps_flops
 from rfm_models.train.config import TrainConfig
 from rfm_models.train.logging import METRICS_FILE, TrainLogger, kept_ids_file, truncate_jsonl
 from rfm_models.train.runtime import (
@@ -121,7 +121,6 @@ class _Run:
             self.model = DistributedDataParallel(self.module, device_ids=ids, find_unused_parameters=unused)
         self.optimizer = build_optimizer(self.module, cfg.optimizer, fused=self.device.type == "cuda")
         self.total_steps = self._total_steps()
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg.schedule, self.total_steps))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
         self.counters = ComputeCounters()
         self.step, self.epoch, self.last_loss = 0, 0, float("nan")
@@ -132,6 +131,9 @@ class _Run:
         self._pending: dict[str, float] = {"samples": 0, "kept": 0, "scored": 0, "flops": 0.0, "train_flops": 0.0,
                                            "loss": 0.0, "micro": 0}
         self._global_batch = self._samples_per_step()
+        factor = lr_factor(cfg.schedule, self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lambda step: factor(self._schedule_position(step)))
         self._resume()
         self.logger = TrainLogger(cfg.output_dir, self.info.rank, self.step, self.total_steps,
                                   tensorboard=cfg.tensorboard, progress=cfg.progress)
@@ -157,6 +159,18 @@ class _Run:
             return None
         return batch_size * self.cfg.accumulation_steps * self.info.world_size
 
+    def _schedule_position(self, step: int) -> float:
+        """Where the LR schedule stands after ``step`` optimizer steps.
+
+        Under an equal-compute budget (``flops_of_steps`` without ``schedule.total_steps``) it is the plain
+        steps' worth of FLOPs spent so far: how many optimizer steps that budget allows depends on what the
+        selector keeps and scores, so a step-count horizon would leave the LR high when the FLOPs run out.
+        """
+        if self.cfg.budget.flops_of_steps is None or self.cfg.schedule.total_steps is not None:
+            return float(step)
+        per_step = plain_steps_flops(1, self._global_batch or 0, self.counters)
+        return float(step) if per_step is None else self.counters.flops / per_step
+
     def _budget_reason(self) -> str | None:
         return budget_reason(self.cfg.budget, self.counters, self.epoch, self._global_batch)
 
@@ -164,6 +178,8 @@ class _Run:
         sched, budget = self.cfg.schedule, self.cfg.budget
         if sched.total_steps is not None:
             return sched.total_steps
+        if budget.flops_of_steps is not None:  # counted in plain steps' worth of FLOPs: see _schedule_position
+            return budget.flops_of_steps
         if budget.max_steps is not None:
             return budget.max_steps
         if budget.max_epochs is not None:
@@ -350,7 +366,6 @@ class _Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
             # Per-step model updates that follow the weights (EMA teacher, schedules): after each step.
             hook = getattr(self.module, "after_optimizer_step", None)
             if hook is not None:
@@ -360,6 +375,7 @@ class _Run:
         micro = self._pending["micro"]
         self.last_loss = self._pending["loss"] / micro
         self._account()
+        self.scheduler.step()  # after the accounting: a FLOP-paced schedule reads this step's FLOPs
         if self.step % self.cfg.log_every == 0:
             self._log(float(grad_norm), int(micro))
         every = self.cfg.checkpoint.every_steps
