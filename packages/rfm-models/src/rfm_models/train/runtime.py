@@ -88,11 +88,11 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig, fused: bool) -
                              fused=fused or None)
 
 
-def lr_factor(cfg: ScheduleConfig, total_steps: int) -> Callable[[int], float]:
+def lr_factor(cfg: ScheduleConfig, total_steps: int) -> Callable[[float], float]:
     """Multiplier of the base LR at optimizer step ``s`` (0-based): linear warm-up, then cosine."""
     warmup, floor = cfg.warmup_steps, cfg.min_lr_ratio
 
-    def factor(step: int) -> float:
+    def factor(step: float) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
