@@ -8,8 +8,8 @@ from rfm_pipelines.study.plan import EQUAL_FLOPS_STEP_CAP, RunSpec, pipeline_arg
 from rfm_pipelines.study.run import parse_study_values
 
 
-def test_quick_plan_is_every_arm_at_every_seed_with_equal_steps() -> None:
-    study = study_presets.create("quick")
+def test_full_plan_is_every_arm_at_every_seed_with_equal_steps() -> None:
+    study = study_presets.create("full")
     runs = plan_runs(study)
     arms = list(dict.fromkeys(r.arm for r in runs))
     assert arms == ["full", "random@25%", "hkmeans@25%", "chexficient@25%", "label_balance@25%",
@@ -26,6 +26,15 @@ def test_quick_plan_is_every_arm_at_every_seed_with_equal_steps() -> None:
                for r in runs if r.arm == "hkmeans@25%")
 
 
+def test_quick_plan_keeps_every_kind_of_arm_at_ci_size() -> None:
+    quick, full = study_presets.create("quick"), study_presets.create("full")
+    arms = {r.arm: r.kind for r in plan_runs(quick)}
+    assert set(arms) <= {r.arm for r in plan_runs(full)}
+    assert set(arms.values()) == {"reference", "baseline", "strategy", "scaling", "compute"}
+    assert {f"{s}@25%" for s in quick.strategies} | {f"{ONLINE}@25%=flops"} <= set(arms)
+    assert quick.preset == full.preset and quick.eval_suite == full.eval_suite == "study"
+
+
 def test_the_online_arm_has_an_equal_flop_twin() -> None:
     study = study_presets.create("quick").with_values({"train_steps": 40})
     twin = [r for r in plan_runs(study) if r.arm == f"{ONLINE}@25%=flops"]
@@ -37,7 +46,8 @@ def test_the_online_arm_has_an_equal_flop_twin() -> None:
 
 
 def test_compute_arms_shorten_full_and_the_named_strategies() -> None:
-    study = study_presets.create("quick").with_values({"compute_fractions": [0.3, 0.5], "train_steps": 40})
+    study = study_presets.create("quick").with_values({"compute_fractions": [0.3, 0.5], "train_steps": 40,
+                                                       "compute_arms": ["full", "hkmeans"]})
     compute = [r for r in plan_runs(study) if r.kind == "compute"]
     by_arm = {r.arm: (r.steps, r.step_fraction, r.base, r.strategy, r.budget) for r in compute}
     assert by_arm == {"full@30%-steps": (12, 0.3, "full", "random", 1.0),

@@ -178,10 +178,11 @@ def _register(preset: StudyPreset) -> None:
 
 
 _register(StudyPreset(
-    name="quick", description="CI size: CLIP with a locked MiniLM text tower, 64 px, both real sets, 3 seeds",
+    name="quick", description="CI size (<= 10 min on 2 cores): the study model at 48 px, 2 seeds, 18 runs",
     sources=REAL_SOURCES, long_side=64, shard_size=512, preset="study_clip_cxr",
-    online_preset="study_clip_cxr_chexficient", train_overrides=["data.batch_size=16"], warmup_steps=20,
-    train_steps=40, seeds=[0, 1, 2], n_boot=200))
+    online_preset="study_clip_cxr_chexficient",
+    train_overrides=["data.batch_size=16", "model.image_size=48", "data.image_size=48"], warmup_steps=20,
+    train_steps=40, seeds=[0, 1], scaling_fractions=[0.1, 0.25, 1.0], compute_arms=["hkmeans"], n_boot=100))
 _register(StudyPreset(
     name="sample", description="smoke size on the bundled sample (63 CXRs): one seed, seconds per run",
     sources=[{"source": "sample", "adapter": ""}], shard_size=32, train_overrides=["data.batch_size=8"],
@@ -189,10 +190,10 @@ _register(StudyPreset(
     scaling_fractions=[0.25, 0.5, 1.0], compute_fractions=[], eval_suite="quick", eval_extra_splits=[],
     eval_options={}, n_boot=50))
 _register(StudyPreset(
-    name="full", description="the quick model for 5x the steps at batch 32, 3 seeds, 1000 bootstrap resamples",
+    name="full", description="the study model at 64 px, 120 steps at batch 32, 3 seeds, every arm: 33 runs",
     sources=REAL_SOURCES, long_side=128, shard_size=1024, preset="study_clip_cxr",
-    online_preset="study_clip_cxr_chexficient", train_overrides=["data.batch_size=32"], warmup_steps=100,
-    train_steps=200, seeds=[0, 1, 2], n_boot=1000))
+    online_preset="study_clip_cxr_chexficient", train_overrides=["data.batch_size=32"], warmup_steps=60,
+    train_steps=120, seeds=[0, 1, 2], n_boot=500))
 
 
 def _pct(x: float) -> str:
