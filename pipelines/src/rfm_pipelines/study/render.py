@@ -6,7 +6,7 @@ Kept apart from :mod:`rfm_pipelines.study.report` (the numbers) so the statistic
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +110,19 @@ def _p_text(p: float | None, n_boot: int) -> str:
     return f"p<{1 / n_boot:.2g}" if p == 0 and n_boot > 0 else f"p={p:.2g}"
 
 
-def _headline_table(s: SplitReport) -> list[str]:
+# What the page shows (the primary metric first); every other metric is in study.json.
+PAGE_METRICS = ("zeroshot.auroc_macro", "linear_probe.auroc_macro", "knn.auroc_macro", "retrieval.i2t_R@10",
+                "retrieval.t2i_R@10", "segmentation.dice_")
+
+
+def _page_metrics(names: Iterable[str], primary: str) -> list[str]:
+    shown = {m for m in names if m == primary or m.startswith(PAGE_METRICS)}
+    return sorted(shown, key=lambda m: (m != primary, m))
+
+
+def _headline_table(s: SplitReport, primary: str) -> list[str]:
     arms = list(s.arms.values())
-    metrics = sorted({m for a in arms for m in a.mean if "[" not in m and "chance" not in m and "median" not in m})
+    metrics = _page_metrics({m for a in arms for m in a.mean}, primary)
     lines = ["| arm | kind | budget | steps | train FLOPs | " + " | ".join(metrics) + " |",
              "|" + "---|" * (5 + len(metrics))]
     lines += [f"| {a.arm} | {a.kind} | {a.budget:g} | {a.steps:g} | {a.flops:.3g} | "
@@ -120,9 +130,9 @@ def _headline_table(s: SplitReport) -> list[str]:
     return lines
 
 
-def _paired_table(paired: Mapping[str, Mapping[str, Mapping[str, Any]]], ref: str) -> list[str]:
+def _paired_table(paired: Mapping[str, Mapping[str, Mapping[str, Any]]], ref: str, primary: str) -> list[str]:
     tests = paired.get(ref, {})
-    metrics = sorted({m for t in tests.values() for m in t})
+    metrics = _page_metrics({m for t in tests.values() for m in t}, primary)
     if not metrics:
         return []
     lines = [f"Paired tests against {ref} (arm − {ref}, seed-averaged, patient bootstrap):", "",
@@ -197,12 +207,13 @@ def markdown(rep: StudyReport, baseline: str, n_train: int, title: str) -> str:
     lines = [f"# Data-efficiency study{': ' + title if title else ''}", "",
              f"{len(arms)} arms, seeds {arms[0].seeds}, {n_train} training images in the full train split; "
              f"evaluated on {', '.join(rep.splits)} (primary: {main.split}). Cells: mean over seeds ± seed sd "
-             "[mean of the per-seed 95 % bootstrap CIs]. Paired cells: difference [95 % CI] p; * p < 0.05.", "",
+             "[mean of the per-seed 95 % bootstrap CIs]. Paired cells: difference [95 % CI] p; * p < 0.05. "
+             "The page shows the headline metrics; every metric and test is in study.json.", "",
              *_goal_table(rep)]
     for s in rep.splits.values():
-        lines += ["", f"## Split {s.split}", "", *_headline_table(s), ""]
+        lines += ["", f"## Split {s.split}", "", *_headline_table(s, rep.primary), ""]
         for ref in (baseline, "full"):
-            lines += _paired_table(s.paired, ref) if ref else []
+            lines += _paired_table(s.paired, ref, rep.primary) if ref else []
         lines += _domain_table(s, rep.primary, baseline)
     lines += _scaling_lines(rep)
     lines += ["", "Plots: " + ", ".join(f"[{Path(f).stem}]({Path(f).name})" for k, f in rep.files.items()
