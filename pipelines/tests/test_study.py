@@ -69,6 +69,9 @@ def test_efficiency_dag(tmp_path: Path) -> None:
     for name, field in {"max_steps": "steps", "max_flops": "max_flops", "seed": "seed", "preset": "preset"}.items():
         assert train[name]["componentInputParameter"] == "pipelinechannel--runs-loop-item", name
         assert train[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
+    select = run["curate"]["inputs"]["parameters"]
+    for name in ("strategy", "budget", "dedup", "stratify"):  # each run's own subset recipe
+        assert select[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{name}"]', name
     report = root["study-report"]["inputs"]
     assert {report["artifacts"][a]["taskOutputArtifact"]["producerTask"] for a in ("evaluations", "training_logs")} \
         == {"for-loop-2"}

@@ -13,8 +13,8 @@ def test_full_plan_is_every_arm_at_every_seed_with_equal_steps() -> None:
     runs = plan_runs(study)
     arms = list(dict.fromkeys(r.arm for r in runs))
     assert arms == ["full", "random@25%", "hkmeans@25%", "chexficient@25%", "label_balance@25%",
-                    f"{ONLINE}@25%", f"{ONLINE}@25%=flops", "random@10%", "random@50%", "full@30%-steps",
-                    "hkmeans@25%@30%-steps"]
+                    f"{ONLINE}@25%", f"{ONLINE}@25%=flops", "hkmeans[dataset]@25%", "random@10%", "random@50%",
+                    "full@30%-steps", "hkmeans@25%@30%-steps"]
     assert len(study.seeds) >= 3 and len(runs) == len(arms) * len(study.seeds)
     assert {r.seed for r in runs} == set(study.seeds) and len({r.label for r in runs}) == len(runs)
     # Equal steps x equal batch = equal compute for every offline arm at full length.
@@ -86,3 +86,15 @@ def test_bad_settings_name_the_field_and_the_fix() -> None:
         plan_runs(study.with_values({"budget": 1.5}))
     with pytest.raises(ConfigError, match="seeds is empty"):
         plan_runs(study.with_values({"seeds": []}))
+
+
+def test_stratified_arms_curate_within_each_source() -> None:
+    study = study_presets.create("quick")
+    runs = plan_runs(study)
+    stratified = [r for r in runs if r.stratify]
+    assert {r.arm for r in stratified} == {"hkmeans[dataset]@25%"} and len(stratified) == len(study.seeds)
+    assert all(r.strategy == "hkmeans" and r.budget == 0.25 and r.kind == "strategy" and r.stratify == "dataset"
+               for r in stratified)
+    assert not any(r.stratify for r in runs if r.arm == "hkmeans@25%")
+    with pytest.raises(ConfigError, match=r"stratified has 'kmeans': each must be an offline strategy"):
+        plan_runs(study.with_values({"stratified": ["kmeans"]}))

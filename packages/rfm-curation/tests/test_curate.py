@@ -14,6 +14,7 @@ from rfm_curation import CurationConfig, curate
 from rfm_curation.cli import main
 from rfm_curation.embeddings import write_embeddings
 from rfm_curation.errors import ConfigError
+from rfm_curation.select import proportional_budgets
 from rfm_curation.strategies import resolve_budget
 from rfm_data.manifest import read_manifest, to_table, write_manifest
 
@@ -145,3 +146,32 @@ def test_curating_one_split_keeps_evaluation_samples_out(sample_dataset: str, sa
         i for i, st in zip(manifest["sample_id"], manifest["status"], strict=True) if st != "accepted"}
     with pytest.raises(ConfigError, match="split: no accepted sample has split 'holdout'"):
         curate(sample_dataset, sample_store, str(tmp_path / "bad"), CurationConfig(split="holdout"))
+
+
+def test_a_stratified_selection_keeps_the_mix_of_a_column(sample_dataset: str, sample_store: str,
+                                                          tmp_path: Path) -> None:
+    """Balancing strategies shift a pooled dataset's mix; ``stratify`` keeps each value's share of the budget."""
+    result = curate(sample_dataset, sample_store, str(tmp_path / "out"),
+                    CurationConfig(strategy="hkmeans", budget=0.5, split="train", seed=0, dedup=(), stratify="view"))
+    curated = read_manifest(str(tmp_path / "out" / "manifest.parquet")).to_pydict()
+    rows = [(v, k) for v, k, s, st in zip(curated["view"], curated["curation_kept"], curated["split"],
+                                          curated["status"], strict=True) if s == "train" and st == "accepted"]
+    views = sorted({v for v, _ in rows})
+    candidates = [sum(1 for v, _ in rows if v == view) for view in views]
+    kept = [sum(1 for v, k in rows if v == view and k) for view in views]
+    assert len(views) == 2 and result.kept == result.budget == sum(kept)
+    assert kept == proportional_budgets(candidates, result.budget)
+    selection = pq.read_table(tmp_path / "out" / "selection.parquet").to_pydict()
+    view_of = dict(zip(curated["sample_id"], curated["view"], strict=True))
+    clusters = {c: {view_of[i] for i, cc in zip(selection["sample_id"], selection["cluster"], strict=True)
+                    if cc == c} for c in set(selection["cluster"]) - {-1}}
+    assert all(len(v) == 1 for v in clusters.values())  # each stratum numbers its own clusters
+    with pytest.raises(ConfigError, match=r"stratify: the manifest has no column 'site'; its columns: sample_id"):
+        curate(sample_dataset, sample_store, str(tmp_path / "bad"), CurationConfig(stratify="site"))
+
+
+def test_proportional_budgets_sum_to_the_budget_and_fit_each_stratum() -> None:
+    assert proportional_budgets([300, 100], 100) == [75, 25]
+    assert proportional_budgets([3, 1], 2) == [2, 0]
+    assert proportional_budgets([1, 10], 5) == [0, 5]
+    assert proportional_budgets([2, 2, 2], 6) == [2, 2, 2]

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", type=parse_budget, default=0.227, help="fraction in (0, 1] or a count")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--split", default=None, help="curate only this split, e.g. train (default: every sample)")
+    run.add_argument("--stratify", default=None,
+                     help="keep the mix of this manifest column, e.g. dataset of a pooled dataset (default: none)")
     run.add_argument("--kind", default=None, help="embedding kind (default: joint, else image, else text)")
     run.add_argument("--dedup", type=_names, default=["exact", "semantic"], help="comma list, '' for none")
     run.add_argument("--semantic-threshold", type=float, default=None, help="cosine for semantic duplicates")
@@ -69,7 +71,7 @@ def _config(args: argparse.Namespace) -> select.CurationConfig:
     filters = list(args.filters) + (["view"] if args.views and "view" not in args.filters else [])
     dedup = [d for d in args.dedup if d != "semantic"] if args.embeddings is None else args.dedup
     return select.CurationConfig(strategy=args.strategy, budget=args.budget, seed=args.seed, kind=args.kind,
-                                 split=args.split,
+                                 split=args.split, stratify=args.stratify,
                                  dedup=dedup, filters=filters, strategy_options=strategy_options,
                                  dedup_options=dedup_options, filter_options=filter_options)
 

@@ -47,6 +47,10 @@ class CurationConfig:
     # Curate only this split (e.g. "train": evaluation samples must never enter a training subset); the budget
     # fraction is then of the split's accepted samples. None curates every accepted sample.
     split: str | None = None
+    # Keep the mix of this manifest column (e.g. "dataset" of a pooled dataset, a site, a scanner): the budget is
+    # split across its values in proportion to their candidates and the strategy runs within each. Balancing
+    # strategies otherwise shift the mix towards small sources, away from that of the evaluation data.
+    stratify: str | None = None
     dedup: Sequence[str] = ("exact", "semantic")
     filters: Sequence[str] = ()
     strategy_options: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +131,9 @@ def _plan(manifest_url: str, embeddings_url: str | None, cfg: CurationConfig) ->
         raise ConfigError(f"split: no accepted sample has split {cfg.split!r}; the manifest has "
                           f"{sorted(set(manifest['split'].to_pylist()))} (or give split=None)")
     budget = strategies.resolve_budget(cfg.budget, accepted)
+    if cfg.stratify is not None and cfg.stratify not in manifest.schema.names:
+        raise ConfigError(f"stratify: the manifest has no column {cfg.stratify!r}; its columns: "
+                          f"{', '.join(manifest.schema.names)} (e.g. stratify='dataset' for a pooled dataset)")
     strategy = strategies.create_strategy(cfg.strategy, **cfg.strategy_options)
     dedups = [create_from(dedup_methods.DEDUP_METHODS, "dedup", n, **cfg.dedup_options.get(n, {})) for n in cfg.dedup]
     filters = [create_filter(n, **cfg.filter_options.get(n, {})) for n in cfg.filters]
@@ -185,17 +192,44 @@ def _filter(plan: _Plan, d: Decisions) -> None:
         d.reason[(d.reason == "") & drops] = f.reason.value
 
 
-def _select(plan: _Plan, x: FloatArray | None, ids: npt.NDArray[np.str_], d: Decisions, seed: int) -> None:
+def proportional_budgets(sizes: Sequence[int], budget: int) -> list[int]:
+    """``budget`` split in proportion to ``sizes`` by largest remainders (sums to ``budget`` when it fits)."""
+    total = sum(sizes)
+    exact = [budget * n / total for n in sizes]
+    out = [int(e) for e in exact]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: exact[i] - out[i], reverse=True)
+    for i in by_remainder[:budget - sum(out)]:
+        out[i] += 1
+    return [min(b, n) for b, n in zip(out, sizes, strict=True)]
+
+
+def _strata(plan: _Plan, column: str | None, open_rows: IntArray) -> list[IntArray]:
+    """Positions in ``open_rows`` of each value of ``column`` (one stratum of everything without it)."""
+    if column is None:
+        return [np.arange(len(open_rows))]
+    values = np.asarray(plan.manifest[column].take(pa.array(open_rows)).to_numpy(zero_copy_only=False)).astype(str)
+    return [np.flatnonzero(values == v) for v in sorted(set(values))]
+
+
+def _select(plan: _Plan, x: FloatArray | None, ids: npt.NDArray[np.str_], d: Decisions, seed: int,
+            stratify: str | None = None) -> None:
     open_rows = d.open_rows()
     cells = plan.manifest["labels"].take(pa.array(open_rows))
     # Building a dict per row costs seconds at a million rows: skip it when no row has any label.
     has_labels = any(len(chunk.keys) for chunk in cells.chunks)
     labels = [dict(c or []) for c in cells.to_pylist()] if has_labels else [{}] * len(open_rows)
-    cands = strategies.Candidates(ids[open_rows], plan.store_rows[open_rows], x, labels)
-    choice = plan.strategy.select(cands, plan.budget, seed)
-    d.reason[open_rows[~choice.keep]] = CurationReason.NOT_SELECTED.value
-    d.reason[open_rows[choice.outlier]] = CurationReason.OUTLIER.value
-    d.cluster[open_rows], d.band[open_rows], d.score[open_rows] = choice.cluster, choice.band, choice.score
+    strata = _strata(plan, stratify, open_rows)
+    next_cluster = 0
+    for pos, budget in zip(strata, proportional_budgets([len(p) for p in strata], plan.budget), strict=True):
+        rows = open_rows[pos]
+        cands = strategies.Candidates(ids[rows], plan.store_rows[rows], x, [labels[i] for i in pos])
+        choice = plan.strategy.select(cands, budget, seed) if budget > 0 else strategies.Choice.blank(len(rows))
+        d.reason[rows[~choice.keep]] = CurationReason.NOT_SELECTED.value
+        d.reason[rows[choice.outlier]] = CurationReason.OUTLIER.value
+        # Cluster ids stay unique across strata (each stratum numbers its own from 0).
+        d.cluster[rows] = np.where(choice.cluster >= 0, choice.cluster + next_cluster, -1)
+        next_cluster = int(d.cluster[rows].max(initial=next_cluster - 1)) + 1
+        d.band[rows], d.score[rows] = choice.band, choice.score
 
 
 def curate(
@@ -233,7 +267,7 @@ def curate(
     if len(d.open_rows()) == 0:
         raise ConfigError("no candidates left after deduplication and filters (empty input): nothing to select")
     clock.lap("filters")
-    _select(plan, x, ids, d, cfg.seed)
+    _select(plan, x, ids, d, cfg.seed, cfg.stratify)
     clock.lap("strategy")
     config = {**asdict(cfg), "manifest": manifest_url, "embeddings": embeddings_url, "kind": plan.kind}
     counts = write_outputs(out, plan.manifest, ids, d, config, plan.budget, clock.laps)

@@ -11,13 +11,14 @@ from rfm_pipelines.images import image
 def curate(
     dataset: Input[Dataset], embeddings: Input[Dataset], curated: Output[Dataset], report: Output[Markdown],
     summary: Output[Metrics], strategy: str = "hkmeans", budget: float = 0.227, seed: int = 0,
-    dedup: str = "exact,semantic", split: str = "",
+    dedup: str = "exact,semantic", split: str = "", stratify: str = "",
 ) -> None:
     """Select a budgeted subset of ``dataset`` using ``embeddings`` (an rfm_curation embedding store).
 
     ``budget`` <= 1 is a fraction of the accepted samples, above 1 a count (KFP has one number type here).
     ``dedup`` is a comma list of deduplication methods ("" for none). ``split`` curates only that split (e.g.
-    "train", so that evaluation samples never enter a training subset; "" = every sample). Outputs: the curation folder
+    "train", so that evaluation samples never enter a training subset; "" = every sample). ``stratify`` keeps the
+    mix of a manifest column (e.g. "dataset" of a pooled dataset; "" = none). Outputs: the curation folder
     (selection.parquet, manifest.parquet with curation_kept / curation_reason, curation.json), its report.
     """
     import shutil
@@ -26,7 +27,8 @@ def curate(
     from rfm_curation import curate as curate_dataset
 
     cfg = CurationConfig(strategy=strategy, budget=budget if budget <= 1 else int(budget), seed=seed,
-                         dedup=tuple(name for name in dedup.split(",") if name), split=split or None)
+                         dedup=tuple(name for name in dedup.split(",") if name), split=split or None,
+                         stratify=stratify or None)
     result = curate_dataset(dataset.path, embeddings.path, curated.path, cfg)
     shutil.copyfile(f"{curated.path}/report.md", report.path)  # the KFP UI renders a Markdown artifact inline
     for name in ("total", "accepted", "kept", "budget"):

@@ -82,7 +82,7 @@ def efficiency_pipeline(
         labelled = label_step(settings, joined.outputs["joined"], label_backend).outputs["labelled"]
         embeddings = warmup_embeddings(settings, labelled, preset, train_overrides, warmup_steps, seed)
         with dsl.ParallelFor(runs, parallelism=0) as run:
-            subset = select_train_step(settings, labelled, embeddings, run, run.seed)
+            subset = select_train_step(settings, labelled, embeddings, run, run.seed, run.stratify)
             trained = _train_run(settings, labelled, subset.outputs["curated"], run)
             evaluated = evaluate_step(settings, "evaluate", trained.outputs["model"], labelled, eval_suite,
                                       eval_split, eval_benchmark, n_boot, seed, name=run.label,

@@ -42,9 +42,9 @@ def label_step(settings: ClusterSettings, dataset: Any, backend: Any) -> Pipelin
 
 
 def curate_step(settings: ClusterSettings, dataset: Any, embeddings: Any, strategy: Any, budget: Any, seed: Any,
-                dedup: Any, split: Any = "", name: str = "curate") -> PipelineTask:
+                dedup: Any, split: Any = "", name: str = "curate", stratify: Any = "") -> PipelineTask:
     task = curate(dataset=dataset, embeddings=embeddings, strategy=strategy, budget=budget, seed=seed,
-                  dedup=dedup, split=split).set_display_name(name)
+                  dedup=dedup, split=split, stratify=stratify).set_display_name(name)
     return standard_step(task, settings, CURATE_RESOURCES)
 
 
@@ -69,11 +69,12 @@ def warmup_embeddings(settings: ClusterSettings, dataset: Any, preset: Any, over
     return embed_step(settings, warmup.outputs["model"], dataset).outputs["embeddings"]
 
 
-def select_train_step(settings: ClusterSettings, dataset: Any, embeddings: Any, item: Any, seed: Any) -> PipelineTask:
+def select_train_step(settings: ClusterSettings, dataset: Any, embeddings: Any, item: Any, seed: Any,
+                      stratify: Any = "") -> PipelineTask:
     """Curate the *train* split by a loop item's ``strategy`` / ``budget`` / ``dedup`` (evaluation samples never
-    enter a training subset)."""
+    enter a training subset), within each value of the manifest column ``stratify`` when given."""
     return curate_step(settings, dataset, embeddings, item.strategy, item.budget, seed, item.dedup, split="train",
-                       name="select")
+                       name="select", stratify=stratify)
 
 
 def evaluate_step(settings: ClusterSettings, display: str, model: Any, dataset: Any, suite: Any, split: Any,

@@ -42,6 +42,7 @@ class Arm:
         equal_flops: train until the FLOPs of ``train_steps`` plain steps are spent (the online selector trains
             on part of each batch and spends scoring passes, so equal steps is not equal compute for it).
         base: the arm this one shortens (compute arms) or re-budgets (equal-FLOP arms); "" for itself.
+        stratify: curate within each value of this manifest column, keeping its mix ("" = over the whole pool).
     """
 
     name: str
@@ -53,6 +54,7 @@ class Arm:
     step_fraction: float = 1.0
     equal_flops: bool = False
     base: str = ""
+    stratify: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class RunSpec:
     max_flops: float
     step_fraction: float = 1.0
     base: str = ""
+    stratify: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +90,7 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
         names = {f.name for f in fields(cls)}
-        missing = names - set(data) - {"step_fraction", "base"}  # added later: older plans lack them
+        missing = names - set(data) - {"step_fraction", "base", "stratify"}  # added later: older plans lack them
         if missing:
             raise ConfigError(f"run {dict(data)} lacks {sorted(missing)}: build runs with "
                               "rfm_pipelines.study.plan_runs")
@@ -116,6 +119,9 @@ class StudyPreset:
         seeds: one run per arm per seed (model init, data order, random subsets).
         budget: the curation budget (fraction of the train split).
         strategies: curation strategies at ``budget`` (offline registry names, plus ``chexficient_online``).
+        stratified: offline strategies that also run within each value of ``stratify_by`` (arm
+            ``<strategy>[<column>]@<budget>``): the subset keeps the pool's mix of sources.
+        stratify_by: the manifest column of the stratified arms (``dataset``: the source of a pooled sample).
         dedup: deduplication of the curated arms.
         scaling_fractions: random-subset sizes of the data-scaling sweep (1.0 = the full arm).
         compute_fractions: ``compute_arms`` trained for these fractions of the steps (compute-to-target axis).
@@ -144,6 +150,8 @@ class StudyPreset:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     budget: float = 0.25
     strategies: list[str] = field(default_factory=lambda: ["hkmeans", "chexficient", "label_balance", ONLINE])
+    stratified: list[str] = field(default_factory=lambda: ["hkmeans"])
+    stratify_by: str = "dataset"
     dedup: str = "exact"
     scaling_fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     compute_fractions: list[float] = field(default_factory=lambda: [0.3])
@@ -213,6 +221,12 @@ def arms(study: StudyPreset) -> list[Arm]:
                        1.0 if online else study.budget, "" if online else study.dedup, online=online))
         if online and study.equal_flops:
             out.append(replace(out[-1], name=f"{strategy}@{b}=flops", equal_flops=True, base=out[-1].name))
+    for strategy in study.stratified:
+        if strategy not in study.strategies or strategy == ONLINE:
+            raise ConfigError(f"stratified has {strategy!r}: each must be an offline strategy of strategies "
+                              f"{study.strategies}")
+        out.append(Arm(f"{strategy}[{study.stratify_by}]@{b}", "strategy", strategy, study.budget, study.dedup,
+                       stratify=study.stratify_by))
     for f in study.scaling_fractions:
         if not 0 < f <= 1:
             raise ConfigError(f"scaling_fractions has {f}: each must be in (0, 1]")
@@ -261,7 +275,7 @@ def plan_runs(study: StudyPreset) -> list[RunSpec]:
                                 dedup=arm.dedup,
                                 preset=study.online_preset if arm.online else study.preset, overrides=overrides,
                                 seed=int(seed), steps=steps, max_flops=study.max_flops,
-                                step_fraction=arm.step_fraction, base=arm.base))
+                                step_fraction=arm.step_fraction, base=arm.base, stratify=arm.stratify))
     return runs
 
 
