@@ -23,17 +23,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration,
 SOURCES = {"covid_chestxray_ieee8023", "pediatric_pneumonia_kermany"}
 
 
-@pytest.fixture(scope="module")
-def quick_study(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("quick")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RFM_DEID_KEY", "rfm-study-public-data")
-        assert main(["study", "efficiency", "--quick", "--data-root", str(shared_data), "--out", str(tmp / "study"),
-                     "--pipeline-root", str(tmp / "kfp")]) == 0
-    return tmp / "study"
+def test_quick_study_on_the_real_data(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One test, one study run (a module fixture would run the study once per xdist worker)."""
+    monkeypatch.setenv("RFM_DEID_KEY", "rfm-study-public-data")
+    out = tmp_path / "study"
+    assert main(["study", "efficiency", "--quick", "--data-root", str(shared_data), "--out", str(out),
+                 "--pipeline-root", str(tmp_path / "kfp")]) == 0
+    _every_arm_runs_at_every_seed_and_is_reported_on_val_and_test(out)
+    _the_protocol_measures_what_the_issue_asks(out)
+    _equal_compute_arms_spend_what_they_should(out)
 
 
-def test_every_arm_runs_at_every_seed_and_is_reported_on_val_and_test(quick_study: Path) -> None:
+def _every_arm_runs_at_every_seed_and_is_reported_on_val_and_test(quick_study: Path) -> None:
     preset = study_presets.create("quick")
     study = json.loads((quick_study / "study.json").read_text())
     assert set(study["arms"]) == {r.arm for r in plan_runs(preset)}
@@ -50,7 +51,7 @@ def test_every_arm_runs_at_every_seed_and_is_reported_on_val_and_test(quick_stud
         assert (quick_study / png).stat().st_size > 1000
 
 
-def test_the_protocol_measures_what_the_issue_asks(quick_study: Path) -> None:
+def _the_protocol_measures_what_the_issue_asks(quick_study: Path) -> None:
     full = json.loads((quick_study / "study.json").read_text())["arms"]["full"]
     # A locked pretrained text tower makes zero-shot meaningful after 40 steps (a text tower trained from
     # scratch at this size stays at chance, which made the old quick study's zero-shot comparisons noise).
@@ -61,11 +62,12 @@ def test_the_protocol_measures_what_the_issue_asks(quick_study: Path) -> None:
     assert full["mean"]["segmentation.dice_lungs"] > 0.6  # an all-foreground mask scores ~0.5
 
 
-def test_equal_compute_arms_spend_what_they_should(quick_study: Path) -> None:
+def _equal_compute_arms_spend_what_they_should(quick_study: Path) -> None:
     arms = json.loads((quick_study / "study.json").read_text())["arms"]
     plain, online, twin = arms["hkmeans@25%"], arms[f"{ONLINE}@25%"], arms[f"{ONLINE}@25%=flops"]
-    # The online selector trains on part of each batch: at equal steps it spends less; its equal-FLOP twin takes
-    # more steps until it has spent what the plain arms spend (within one step's cost).
-    assert online["flops"] < 0.9 * plain["flops"]
+    # The online selector trains on part of each batch during its selection epoch: at equal steps it spends less
+    # (only ~5 % less here: scoring costs 63 % of training a sample); its equal-FLOP twin takes more steps until
+    # it has spent what the plain arms spend.
+    assert online["flops"] < plain["flops"]
     assert twin["steps"] > online["steps"] and twin["flops"] == pytest.approx(plain["flops"], rel=0.1)
     assert arms["hkmeans@25%@30%-steps"]["flops"] == pytest.approx(0.3 * arms["full"]["flops"], rel=0.1)
