@@ -106,3 +106,17 @@ def test_ingest_pretrain_embed_runs_under_kfp_local(tmp_path: Path) -> None:
     assert EmbeddingStore(store.path).mmap("image").shape == (63, 16)
     config = next(tmp_path.glob("pretrain-embed-*/pretrain/training_log/config.yaml")).read_text()
     assert "lr: 0.001" in config and "max_steps: 3" in config
+
+
+def test_pretrain_leaves_no_scratch_checkpoints(sample_dataset: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without run_dir the checkpoints go to a scratch folder that is removed: a study's 30 runs on one machine
+    once filled its disk with them."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    model, _ = _pretrain(sample_dataset, tmp_path / "run", max_steps=2)
+    assert load_pretrained(model.path) is not None
+    assert not list(scratch.glob("rfm-pretrain-*"))

@@ -46,17 +46,23 @@ def pretrain(
 
     budget = [f"train.budget.max_steps={max_steps}"] if max_steps else []
     budget += [f"train.budget.max_flops={max_flops}"] if max_flops else []
-    out = run_dir or tempfile.mkdtemp(prefix="rfm-pretrain-")
-    args = [f"+experiment={preset}", f"data.url={dataset.path}", f"data.split={split or 'null'}",
-            f"train.output_dir={out}", f"train.seed={seed}", "train.progress=false"]
-    args += [f"data.subset={subset.path}"] if subset is not None else []
-    args += budget + (["train.budget.max_epochs=null"] if budget else []) + list(overrides or [])
-    result = run(args)
-    fs, root = filesystem(out)
-    fs.get(join(root, "model"), model.path, recursive=True)
-    os.makedirs(training_log.path, exist_ok=True)
-    for name in ("metrics.jsonl", "config.yaml"):
-        fs.get(join(root, name), os.path.join(training_log.path, name))
+    # Without run_dir the checkpoints live in a scratch folder removed when the step ends (hundreds of MB per
+    # run: a study of 30 runs on one machine otherwise fills its disk).
+    scratch = tempfile.TemporaryDirectory(prefix="rfm-pretrain-")
+    out = run_dir or scratch.name
+    try:
+        args = [f"+experiment={preset}", f"data.url={dataset.path}", f"data.split={split or 'null'}",
+                f"train.output_dir={out}", f"train.seed={seed}", "train.progress=false"]
+        args += [f"data.subset={subset.path}"] if subset is not None else []
+        args += budget + (["train.budget.max_epochs=null"] if budget else []) + list(overrides or [])
+        result = run(args)
+        fs, root = filesystem(out)
+        fs.get(join(root, "model"), model.path, recursive=True)
+        os.makedirs(training_log.path, exist_ok=True)
+        for name in ("metrics.jsonl", "config.yaml"):
+            fs.get(join(root, name), os.path.join(training_log.path, name))
+    finally:
+        scratch.cleanup()
     counters = result.counters
     for name, value in {"final_loss": result.last_loss, "steps": result.step, "epochs": result.epoch,
                         "samples": counters.samples, "kept_samples": counters.kept_samples,

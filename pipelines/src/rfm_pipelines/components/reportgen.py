@@ -36,24 +36,29 @@ def reportgen_train(
     from rfm_reportgen.training import GeneratorTrainConfig, PretrainConfig, pretrain_decoder, train_generator
     from rfm_reportgen.training import with_decoder as use_decoder
 
-    work = tempfile.mkdtemp(prefix="rfm-reportgen-")
-    if not corpus_url:  # the tokenizer and decoder learn from the dataset's own training reports
-        rows = read_parquet(f"{dataset.path}/manifest.parquet",
-                            columns=["split", "status", "report_findings", "report_impression"]).to_pylist()
-        corpus_url = os.path.join(work, "corpus.jsonl")
-        with open(corpus_url, "w") as f:
-            f.writelines(json.dumps({"findings": r["report_findings"], "impression": r["report_impression"]}) + "\n"
-                         for r in rows if r["split"] == "train" and r["status"] == "accepted")
-    config = GeneratorConfig(image_encoder=image_encoder, image_size=image_size, projector=projector,
-                             decoder=decoder, target=Target(target), encoder_weights=encoder.path if encoder else None,
-                             freeze_encoder=encoder is not None)
-    decoder_dir, _ = pretrain_decoder(PretrainConfig(corpus=corpus_url, output_dir=os.path.join(work, "lm"),
-                                                     target=config.target, decoder=decoder,
-                                                     max_steps=pretrain_steps, batch_size=batch_size, seed=seed))
-    config = use_decoder(config, decoder_dir)
-    model_dir, result = train_generator(GeneratorTrainConfig(dataset=dataset.path, output_dir=work, generator=config,
-                                                             batch_size=batch_size, max_steps=max_steps, seed=seed))
-    shutil.copytree(model_dir, generator.path)
+    scratch = tempfile.TemporaryDirectory(prefix="rfm-reportgen-")  # removed when the step ends
+    work = scratch.name
+    try:
+        if not corpus_url:  # the tokenizer and decoder learn from the dataset's own training reports
+            rows = read_parquet(f"{dataset.path}/manifest.parquet",
+                                columns=["split", "status", "report_findings", "report_impression"]).to_pylist()
+            corpus_url = os.path.join(work, "corpus.jsonl")
+            with open(corpus_url, "w") as f:
+                f.writelines(json.dumps({"findings": r["report_findings"], "impression": r["report_impression"]}) + "\n"
+                             for r in rows if r["split"] == "train" and r["status"] == "accepted")
+        config = GeneratorConfig(image_encoder=image_encoder, image_size=image_size, projector=projector,
+                                 decoder=decoder, target=Target(target),
+                                 encoder_weights=encoder.path if encoder else None, freeze_encoder=encoder is not None)
+        decoder_dir, _ = pretrain_decoder(PretrainConfig(corpus=corpus_url, output_dir=os.path.join(work, "lm"),
+                                                         target=config.target, decoder=decoder,
+                                                         max_steps=pretrain_steps, batch_size=batch_size, seed=seed))
+        config = use_decoder(config, decoder_dir)
+        model_dir, result = train_generator(GeneratorTrainConfig(dataset=dataset.path, output_dir=work,
+                                                                 generator=config, batch_size=batch_size,
+                                                                 max_steps=max_steps, seed=seed))
+        shutil.copytree(model_dir, generator.path)
+    finally:
+        scratch.cleanup()
     for name, value in {"final_loss": result.last_loss, "steps": result.step, "flops": result.counters.flops,
                         "seconds": result.counters.wall_s}.items():
         metrics.log_metric(name, value)
