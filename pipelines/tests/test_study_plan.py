@@ -89,7 +89,7 @@ def test_bad_settings_name_the_field_and_the_fix() -> None:
 
 
 def test_stratified_arms_curate_within_each_source() -> None:
-    study = study_presets.create("quick")
+    study = study_presets.create("full")
     runs = plan_runs(study)
     stratified = [r for r in runs if r.stratify]
     assert {r.arm for r in stratified} == {"hkmeans[dataset]@25%"} and len(stratified) == len(study.seeds)

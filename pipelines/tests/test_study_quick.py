@@ -43,7 +43,7 @@ def _every_arm_runs_at_every_seed_and_is_reported_on_val_and_test(quick_study: P
     for split in study["splits"].values():
         assert set(split["domains"]) == SOURCES  # the pediatric set is reported as its own domain
         assert set(split["goals"]["per_strategy"]) == {f"{s}@25%" for s in preset.strategies} | {
-            f"{ONLINE}@25%=flops", "hkmeans[dataset]@25%"}
+            f"{ONLINE}@25%=flops"} | {f"{s}[{preset.stratify_by}]@25%" for s in preset.stratified}
         assert "zeroshot.auroc_macro" in split["paired"]["random@25%"]["hkmeans@25%"]
     page = (quick_study / "study.md").read_text()
     assert "## Split val" in page and "## Split test" in page
@@ -65,9 +65,9 @@ def _the_protocol_measures_what_the_issue_asks(quick_study: Path) -> None:
 def _equal_compute_arms_spend_what_they_should(quick_study: Path) -> None:
     arms = json.loads((quick_study / "study.json").read_text())["arms"]
     plain, online, twin = arms["hkmeans@25%"], arms[f"{ONLINE}@25%"], arms[f"{ONLINE}@25%=flops"]
-    # The online selector trains on part of each batch during its selection epoch: at equal steps it spends less
-    # (only ~5 % less here: scoring costs 63 % of training a sample); its equal-FLOP twin takes more steps until
-    # it has spent what the plain arms spend.
-    assert online["flops"] < plain["flops"]
-    assert twin["steps"] > online["steps"] and twin["flops"] == pytest.approx(plain["flops"], rel=0.1)
+    # At equal steps the online selector's FLOPs differ from the plain arms' (it scores every sample and trains on
+    # part of each batch; with a locked text tower scoring costs nearly as much as training, so more or fewer
+    # steps fit the same compute depending on the image size); its equal-FLOP twin spends what they spend.
+    assert online["flops"] != plain["flops"]
+    assert twin["flops"] == pytest.approx(plain["flops"], rel=0.1)
     assert arms["hkmeans@25%@30%-steps"]["flops"] == pytest.approx(0.3 * arms["full"]["flops"], rel=0.1)

@@ -190,7 +190,8 @@ _register(StudyPreset(
     sources=REAL_SOURCES, long_side=64, shard_size=512, preset="study_clip_cxr",
     online_preset="study_clip_cxr_chexficient",
     train_overrides=["data.batch_size=16", "model.image_size=48", "data.image_size=48"], warmup_steps=20,
-    train_steps=40, seeds=[0, 1], scaling_fractions=[0.1, 0.25, 1.0], compute_arms=["hkmeans"], n_boot=100))
+    train_steps=40, seeds=[0, 1], scaling_fractions=[0.1, 0.25, 1.0], compute_arms=["hkmeans"], stratified=[],
+    n_boot=100))
 _register(StudyPreset(
     name="sample", description="smoke size on the bundled sample (63 CXRs): one seed, seconds per run",
     sources=[{"source": "sample", "adapter": ""}], shard_size=32, train_overrides=["data.batch_size=8"],
